@@ -1,0 +1,439 @@
+"""Frozen, thread-safe configuration.
+
+A :class:`ThreadSafeConfig` is built once (from built-in defaults, a TOML file, a mapping and
+``section.key=value`` overrides) and never changes afterwards: nested tables become
+:class:`FrozenTable`, lists become tuples, and every attempt to set, delete or mutate raises
+:class:`~qpipe.errors.ConfigError`. Because nothing can change, it is shared across threads with
+no lock. Its :attr:`~ThreadSafeConfig.digest` (SHA-256 of a canonical JSON form) identifies a run.
+
+>>> cfg = ThreadSafeConfig.default()
+>>> cfg2 = cfg.replace(backtest={"cost_bps": 5.0})
+>>> cfg.backtest.cost_bps, cfg2.backtest.cost_bps
+(10.0, 5.0)
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import math
+import tomllib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from qpipe.errors import ConfigError
+
+__all__ = ["DEFAULTS", "FrozenTable", "ThreadSafeConfig", "parse_override"]
+
+# Built-in defaults; they also define the schema: every key and its type.
+# A section listed in OPEN_SECTIONS accepts any key (values still must be TOML scalars or lists).
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "data": {
+        # "builtin" (the synthetic universe) or a path to CSV / Parquet / Arrow prices
+        "source": "builtin",
+        "weights": "",  # external weights file; empty = the strategy makes them
+        "benchmark": "",  # prices file for benchmark metrics; empty = equal-weight universe
+        "symbols": 500,
+        "start": "2015-01-01",
+        "end": "2024-12-31",
+        "seed": 7,
+    },
+    "strategy": {
+        # momentum | mean_reversion | ma_crossover | low_volatility
+        "kind": "momentum",
+        "lookback": 252,
+        "skip": 21,
+        "fast": 50,
+        "slow": 200,
+        "vol_window": 63,
+        "zscore_window": 20,
+        "signal": "rank",  # rank | zscore | raw
+    },
+    "allocation": {
+        # top_n | long_short | inverse_vol | proportional
+        "scheme": "top_n",
+        "top_n": 50,
+        "quantile": 0.2,
+        "rebalance": "month_end",  # daily | weekly | month_end | month_start | every_k
+        "every_k": 21,
+        "max_weight": 0.1,
+        "gross_leverage": 1.0,
+        "long_only": True,
+        "target_vol": 0.0,  # annualised; 0 disables volatility targeting
+        "vol_window": 63,
+    },
+    "backtest": {
+        "initial_capital": 1.0,
+        "cost_bps": 10.0,
+        "start": "",
+        "end": "",
+        "slippage_bps": 0.0,
+        "execution": "close",  # close | next_open
+        "borrow_bps": 0.0,
+        "cash_rate": 0.0,
+    },
+    "validation": {
+        "mode": "two_tier",  # two_tier | per_step | none
+        "pit_cuts": 3,
+        "skip_validated": True,  # skip Tier 1 for data whose digest the ledger has validated
+    },
+    "engine": {
+        "kind": "local",  # local | ray
+        "threads": 0,  # 0 = Polars' default
+        "address": "",  # ray: empty starts a local cluster on loopback
+        "num_cpus": 0,
+    },
+    "store": {"path": ""},  # empty = <out>/store
+    "run": {"out": "runs", "ledger": "", "report": True},
+    "sweep": {},
+}
+OPEN_SECTIONS = frozenset({"sweep"})
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "strategy.kind": ("momentum", "mean_reversion", "ma_crossover", "low_volatility"),
+    "strategy.signal": ("rank", "zscore", "raw"),
+    "allocation.scheme": ("top_n", "long_short", "inverse_vol", "proportional"),
+    "allocation.rebalance": ("daily", "weekly", "month_end", "month_start", "every_k"),
+    "backtest.execution": ("close", "next_open"),
+    "validation.mode": ("two_tier", "per_step", "none"),
+    "engine.kind": ("local", "ray"),
+}
+# (low, high, low_inclusive): a value must lie in this range.
+RANGES: dict[str, tuple[float, float, bool]] = {
+    "data.symbols": (1, 1_000_000, True),
+    "strategy.lookback": (1, math.inf, True),
+    "strategy.skip": (0, math.inf, True),
+    "strategy.fast": (1, math.inf, True),
+    "strategy.slow": (2, math.inf, True),
+    "strategy.vol_window": (2, math.inf, True),
+    "strategy.zscore_window": (2, math.inf, True),
+    "allocation.top_n": (1, math.inf, True),
+    "allocation.quantile": (0, 0.5, False),
+    "allocation.every_k": (1, math.inf, True),
+    "allocation.max_weight": (0, math.inf, False),
+    "allocation.gross_leverage": (0, math.inf, False),
+    "allocation.target_vol": (0, math.inf, True),
+    "allocation.vol_window": (2, math.inf, True),
+    "backtest.initial_capital": (0, math.inf, False),
+    "backtest.cost_bps": (0, 10_000, True),
+    "backtest.slippage_bps": (0, 10_000, True),
+    "backtest.borrow_bps": (0, 10_000, True),
+    "validation.pit_cuts": (0, 100, True),
+    "engine.threads": (0, 1024, True),
+    "engine.num_cpus": (0, 1_000_000, True),
+}
+
+
+def _freeze(value: Any, path: str) -> Any:
+    if isinstance(value, FrozenTable):
+        return value
+    if isinstance(value, Mapping):
+        return FrozenTable({str(k): _freeze(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v, f"{path}[{i}]") for i, v in enumerate(value))
+    if isinstance(value, bool | int | str) or value is None:
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            msg = f"config key `{path}` must be a finite number, got {value}"
+            raise ConfigError(msg)
+        return value
+    msg = f"config key `{path}` has unsupported type {type(value).__name__}"
+    raise ConfigError(msg)
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, FrozenTable):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
+    return value
+
+
+class FrozenTable(Mapping[str, Any]):
+    """An immutable mapping whose keys are also attributes (``cfg.backtest.cost_bps``)."""
+
+    __slots__ = ("_data", "_hash")
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        object.__setattr__(self, "_data", dict(data))
+        object.__setattr__(self, "_hash", None)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self._data[key]
+        except KeyError:
+            msg = f"config has no key `{key}`"
+            raise ConfigError(msg) from None
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        msg = f"config is frozen: cannot set `{key}`; use `replace(...)` to make a new config"
+        raise ConfigError(msg)
+
+    def __delattr__(self, key: str) -> None:
+        msg = f"config is frozen: cannot delete `{key}`"
+        raise ConfigError(msg)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.__setattr__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self.__delattr__(key)
+
+    def __hash__(self) -> int:
+        h = self._hash
+        if h is None:
+            h = hash(_canonical(self))
+            object.__setattr__(self, "_hash", h)
+        return h
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, FrozenTable):
+            return self._data == other._data
+        if isinstance(other, Mapping):
+            return self._data == dict(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"FrozenTable({self._data!r})"
+
+    def __reduce__(self):
+        return (FrozenTable, (self._data,))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A mutable deep copy (dicts and lists)."""
+        return _thaw(self)
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(_thaw(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _type_name(v: Any) -> str:
+    return {bool: "bool", int: "int", float: "float", str: "string"}.get(type(v), type(v).__name__)
+
+
+def _check(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Merge ``data`` over the defaults, coerce ints to floats where a float is expected, and
+    report every unknown key, wrong type and out-of-range value at once."""
+    problems: list[str] = []
+    merged: dict[str, dict[str, Any]] = {s: dict(t) for s, t in DEFAULTS.items()}
+    for section, table in data.items():
+        if section not in DEFAULTS:
+            hint = difflib.get_close_matches(str(section), DEFAULTS, n=1)
+            tip = f" (did you mean `{hint[0]}`?)" if hint else ""
+            problems.append(f"unknown section `{section}`{tip}")
+            continue
+        if not isinstance(table, Mapping):
+            problems.append(f"`{section}` must be a table, got {_type_name(table)}")
+            continue
+        for key, value in table.items():
+            path = f"{section}.{key}"
+            if section in OPEN_SECTIONS:
+                merged[section][key] = value
+                continue
+            if key not in DEFAULTS[section]:
+                hint = difflib.get_close_matches(str(key), DEFAULTS[section], n=1)
+                tip = f" (did you mean `{section}.{hint[0]}`?)" if hint else ""
+                problems.append(f"unknown key `{path}`{tip}")
+                continue
+            default = DEFAULTS[section][key]
+            if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if type(value) is not type(default):
+                problems.append(
+                    f"`{path}` must be {_type_name(default)}, got {_type_name(value)} {value!r}"
+                )
+                continue
+            if isinstance(value, float) and not math.isfinite(value):
+                problems.append(f"`{path}` must be finite, got {value}")
+                continue
+            merged[section][key] = value
+    for path, choices in CHOICES.items():
+        section, key = path.split(".")
+        if merged[section][key] not in choices:
+            problems.append(f"`{path}` must be one of {', '.join(choices)}; got {merged[section][key]!r}")
+    for path, (lo, hi, lo_incl) in RANGES.items():
+        section, key = path.split(".")
+        v = merged[section][key]
+        ok = (v >= lo if lo_incl else v > lo) and v <= hi
+        if not ok:
+            low = f">= {lo}" if lo_incl else f"> {lo}"
+            high = "" if hi == math.inf else f" and <= {hi}"
+            problems.append(f"`{path}` must be {low}{high}, got {v}")
+    s = merged["strategy"]
+    if s["kind"] == "ma_crossover" and s["fast"] >= s["slow"]:
+        problems.append(f"`strategy.fast` ({s['fast']}) must be < `strategy.slow` ({s['slow']})")
+    if s["kind"] == "momentum" and s["skip"] >= s["lookback"]:
+        problems.append(f"`strategy.skip` ({s['skip']}) must be < `strategy.lookback` ({s['lookback']})")
+    if problems:
+        n = len(problems)
+        head = f"{n} config error{'s' if n > 1 else ''}: "
+        raise ConfigError(head + "; ".join(problems))
+    return merged
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """Parse ``section.key=value``; the value is read as TOML (``5``, ``0.5``, ``true``,
+    ``"x"``, ``[1, 2]``), falling back to a bare string."""
+    if "=" not in text:
+        msg = f"override `{text}` is malformed: expected `section.key=value`"
+        raise ConfigError(msg)
+    lhs, raw = text.split("=", 1)
+    parts = lhs.strip().split(".")
+    if len(parts) != 2 or not all(parts):
+        msg = f"override `{text}` is malformed: expected `section.key=value`"
+        raise ConfigError(msg)
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return parts[0], parts[1], value
+
+
+class ThreadSafeConfig:
+    """Deeply immutable, hashable run configuration.
+
+    Build with :meth:`default`, :meth:`from_toml`, :meth:`from_mapping`; derive new configs with
+    :meth:`replace` and :meth:`with_overrides`. Sections are attributes: ``cfg.backtest.cost_bps``.
+    """
+
+    __slots__ = ("_digest", "_table")
+
+    def __init__(self, data: Mapping[str, Any] | None = None) -> None:
+        merged = _check(data or {})
+        table = _freeze(merged, "")
+        object.__setattr__(self, "_table", table)
+        digest = hashlib.sha256(_canonical(table).encode()).hexdigest()
+        object.__setattr__(self, "_digest", digest)
+
+    # construction -------------------------------------------------------------------------
+    @classmethod
+    def default(cls) -> ThreadSafeConfig:
+        """The built-in defaults."""
+        return cls()
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> ThreadSafeConfig:
+        """Defaults overlaid with ``data`` (a nested mapping of sections)."""
+        return cls(data)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> ThreadSafeConfig:
+        """Read a TOML file; errors name the file (and line and column for bad TOML)."""
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            msg = f"config file `{p}` does not exist"
+            raise ConfigError(msg) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            msg = f"config file `{p}` cannot be read: {exc}"
+            raise ConfigError(msg) from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            msg = f"config file `{p}` is not valid TOML: {exc}"
+            raise ConfigError(msg) from None
+        try:
+            return cls(data)
+        except ConfigError as exc:
+            msg = f"config file `{p}`: {exc}"
+            raise ConfigError(msg) from None
+
+    # derivation ---------------------------------------------------------------------------
+    def replace(self, **sections: Mapping[str, Any]) -> ThreadSafeConfig:
+        """A new config with the given keys of each section replaced; ``self`` is untouched."""
+        data = self.to_dict()
+        for section, table in sections.items():
+            if section not in data:
+                data[section] = {}
+            if not isinstance(table, Mapping):
+                msg = f"`replace({section}=...)` needs a mapping of keys, got {_type_name(table)}"
+                raise ConfigError(msg)
+            data[section].update(table)
+        return ThreadSafeConfig(data)
+
+    def with_overrides(self, overrides: list[str] | tuple[str, ...]) -> ThreadSafeConfig:
+        """Apply ``section.key=value`` overrides in order; all problems are reported at once."""
+        data = self.to_dict()
+        for text in overrides:
+            section, key, value = parse_override(text)
+            data.setdefault(section, {})
+            if not isinstance(data[section], dict):
+                data[section] = {}
+            data[section][key] = value
+        return ThreadSafeConfig(data)
+
+    # access -------------------------------------------------------------------------------
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the canonical JSON form; equal content gives an equal digest."""
+        return self._digest
+
+    def get(self, dotted: str) -> Any:
+        """Value at ``section.key``."""
+        section, _, key = dotted.partition(".")
+        try:
+            return self._table[section][key]
+        except KeyError:
+            msg = f"config has no key `{dotted}`"
+            raise ConfigError(msg) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A mutable deep copy."""
+        return self._table.to_dict()
+
+    def to_toml(self) -> str:
+        """The resolved config as TOML text."""
+        return tomli_w.dumps(self.to_dict())
+
+    def canonical_json(self) -> str:
+        """The canonical form the digest is computed from."""
+        return _canonical(self._table)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            return self._table[name]
+        except KeyError:
+            msg = f"config has no section `{name}`"
+            raise ConfigError(msg) from None
+
+    def __getitem__(self, name: str) -> Any:
+        return self.__getattr__(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        msg = f"config is frozen: cannot set `{name}`; use `replace(...)` to make a new config"
+        raise ConfigError(msg)
+
+    def __delattr__(self, name: str) -> None:
+        msg = f"config is frozen: cannot delete `{name}`"
+        raise ConfigError(msg)
+
+    def __hash__(self) -> int:
+        return hash(self._digest)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ThreadSafeConfig) and other._digest == self._digest
+
+    def __repr__(self) -> str:
+        return f"ThreadSafeConfig(digest={self._digest[:12]}…)"
+
+    def __reduce__(self):
+        return (ThreadSafeConfig, (self.to_dict(),))

@@ -1,0 +1,221 @@
+"""The Arrow store.
+
+Every frame qpipe keeps is an *uncompressed Arrow IPC file*, written atomically (temp file in the
+store, fsync, rename) and named by the SHA-256 of its bytes: ``<root>/<aa>/<digest>.arrow``. What
+flows through the rest of the system is a :class:`DatasetRef` (path, digest, schema, rows): a few
+hundred bytes whatever the data size.
+
+Opening a ref maps the file (``pyarrow.memory_map``) and wraps its buffers as a Polars frame
+without reading them into heap memory. ``pl.read_ipc``/``pl.scan_ipc`` were measured to copy the
+whole file in Polars 2.1, so they are not used here; ``tests/unit/test_store.py`` guards this.
+
+Files are written in few, large record batches (opening costs ~0.1 ms per batch) and with a fixed
+batch size, so equal frames give byte-identical files, hence equal digests, on every engine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from qpipe.errors import DataFormatError, PathSafetyError, StoreError
+
+__all__ = ["BATCH_ROWS", "ArrowStore", "DatasetRef", "open_ipc", "write_ipc_atomic"]
+
+BATCH_ROWS = 1 << 22  # ~4M rows per record batch: few batches, bounded batch size
+_HASH_BLOCK = 1 << 24
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetRef:
+    """A reference to one stored dataset. Small, picklable, immutable; never holds data."""
+
+    path: str
+    digest: str
+    rows: int
+    schema: tuple[tuple[str, str], ...]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.schema)
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "digest": self.digest, "rows": self.rows, "schema": [list(s) for s in self.schema]}
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(_HASH_BLOCK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _to_arrow(frame: pl.DataFrame) -> pa.Table:
+    # One contiguous chunk per column, then fixed-size batches: the file layout depends only on
+    # the data, never on how the frame happened to be chunked.
+    return frame.rechunk().to_arrow()
+
+
+def write_ipc_atomic(frame: pl.DataFrame, path: str | Path) -> str:
+    """Write ``frame`` as an uncompressed Arrow IPC file at ``path`` atomically; return its digest.
+
+    The bytes go to a temp file beside ``path``, are fsynced, then renamed over it, so a reader
+    (or a crash) never sees a partial file under the final name.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            sink = pa.PythonFile(raw, mode="w")
+            table = _to_arrow(frame)
+            with ipc.new_file(sink, table.schema) as writer:
+                writer.write_table(table, max_chunksize=BATCH_ROWS)
+            raw.flush()
+            os.fsync(raw.fileno())
+        digest = _file_digest(tmp)
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+        return digest
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        msg = f"cannot write `{target}`: {exc.strerror or exc}"
+        raise StoreError(msg) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def open_ipc(path: str | Path) -> pl.DataFrame:
+    """Open an Arrow IPC file as a Polars frame over a memory map (zero-copy)."""
+    p = Path(path)
+    try:
+        source = pa.memory_map(str(p), "r")
+        table = ipc.open_file(source).read_all()
+    except FileNotFoundError:
+        msg = f"arrow file `{p}` does not exist"
+        raise DataFormatError(msg) from None
+    except (pa.ArrowInvalid, OSError) as exc:
+        msg = f"`{p}` is not a readable Arrow IPC file: {str(exc).splitlines()[0]}"
+        raise DataFormatError(msg) from None
+    frame = pl.from_arrow(table, rechunk=False)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def _schema_of(frame: pl.DataFrame) -> tuple[tuple[str, str], ...]:
+    return tuple((name, str(dtype)) for name, dtype in frame.schema.items())
+
+
+class ArrowStore:
+    """A folder of content-addressed Arrow IPC files.
+
+    Parameters
+    ----------
+    root
+        The store folder; created if missing. Entries never leave it: names are digests, and
+        a ref whose path resolves outside ``root`` (``..``, symlinks) is refused.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).absolute()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            msg = f"cannot create store `{self.root}`: {exc.strerror or exc}"
+            raise StoreError(msg) from None
+
+    def __repr__(self) -> str:
+        return f"ArrowStore({str(self.root)!r})"
+
+    def _entry_path(self, digest: str) -> Path:
+        return self.root / digest[:2] / f"{digest}.arrow"
+
+    def put(self, frame: pl.DataFrame | pl.LazyFrame) -> DatasetRef:
+        """Write a frame (collecting a lazy one) and return its ref. Idempotent for equal data."""
+        if isinstance(frame, pl.LazyFrame):
+            frame = frame.collect()
+        staging = self.root / "tmp"
+        staging.mkdir(exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix="put.", suffix=".arrow", dir=staging)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            digest = write_ipc_atomic(frame, tmp)
+            final = self._entry_path(digest)
+            final.parent.mkdir(exist_ok=True)
+            if final.exists() and not final.is_symlink():
+                tmp.unlink()
+            else:
+                os.replace(tmp, final)
+                _fsync_dir(final.parent)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return DatasetRef(str(final), digest, frame.height, _schema_of(frame))
+
+    def _checked_path(self, ref: DatasetRef) -> Path:
+        p = Path(ref.path)
+        if p.is_symlink():
+            msg = f"store entry `{p}` is a symlink; the store never follows links"
+            raise PathSafetyError(msg)
+        resolved = p.resolve()
+        if not resolved.is_relative_to(self.root.resolve()):
+            msg = f"ref path `{p}` is outside the store `{self.root}`"
+            raise PathSafetyError(msg)
+        return resolved
+
+    def open(self, ref: DatasetRef) -> pl.DataFrame:
+        """The stored frame, memory-mapped (no heap copy)."""
+        return open_ipc(self._checked_path(ref))
+
+    def scan(self, ref: DatasetRef) -> pl.LazyFrame:
+        """The stored frame as a ``LazyFrame`` over the memory map."""
+        return self.open(ref).lazy()
+
+    def ref_for(self, digest: str) -> DatasetRef | None:
+        """Rebuild the ref of an existing entry from its digest (or None)."""
+        p = self._entry_path(digest)
+        if not p.is_file() or p.is_symlink():
+            return None
+        frame = open_ipc(p)
+        return DatasetRef(str(p), digest, frame.height, _schema_of(frame))
+
+    def verify(self, ref: DatasetRef) -> None:
+        """Raise :class:`StoreError` unless the file still hashes to ``ref.digest``."""
+        p = self._checked_path(ref)
+        if not p.exists():
+            msg = f"store entry `{p}` is missing"
+            raise StoreError(msg)
+        actual = _file_digest(p)
+        if actual != ref.digest:
+            msg = f"store entry `{p}` is corrupt: digest {actual[:12]} != {ref.digest[:12]}"
+            raise StoreError(msg)
+
+    def entries(self) -> list[Path]:
+        """Every entry file (not temp files)."""
+        return sorted(p for p in self.root.glob("??/*.arrow") if p.is_file() and not p.is_symlink())
+
+    def digest_of(self, path: Path) -> str:
+        return _file_digest(path)
