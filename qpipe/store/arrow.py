@@ -73,8 +73,9 @@ def _fsync_dir(path: Path) -> None:
 
 def _to_arrow(frame: pl.DataFrame) -> pa.Table:
     # One contiguous chunk per column, then fixed-size batches: the file layout depends only on
-    # the data, never on how the frame happened to be chunked.
-    return frame.rechunk().to_arrow()
+    # the data, never on how the frame happened to be chunked. Strings stay in Polars' own
+    # layout (Arrow string_view); the default large_string would be copied again on every open.
+    return frame.rechunk().to_arrow(compat_level=pl.CompatLevel.newest())
 
 
 def write_ipc_atomic(frame: pl.DataFrame, path: str | Path) -> str:

@@ -1,0 +1,52 @@
+"""Shared fixtures: small data by default, expensive set-up once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "qpipe", deadline=None, max_examples=50, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "qpipe"))
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def random_walk_prices(symbols: int = 8, days: int = 120, seed: int = 1) -> pl.DataFrame:
+    """A small long-format price frame: business days, some symbols listing late or ending early."""
+    rng = np.random.default_rng(seed)
+    dates = pl.date_range(pl.date(2020, 1, 1), pl.date(2021, 12, 31), "1d", eager=True)
+    dates = dates.filter(dates.dt.weekday() <= 5).head(days)
+    frames = []
+    for i in range(symbols):
+        r = rng.normal(0.0003, 0.015, days)
+        close = 50.0 * np.exp(np.cumsum(r))
+        lo, hi = 0, days
+        if i % 4 == 1:
+            lo = days // 5
+        if i % 4 == 2:
+            hi = days - days // 6
+        frames.append(
+            pl.DataFrame(
+                {"date": dates[lo:hi], "symbol": f"S{i:02d}", "close": close[lo:hi]},
+            )
+        )
+    return pl.concat(frames).sort("symbol", "date")
+
+
+@pytest.fixture(scope="session")
+def small_prices() -> pl.DataFrame:
+    return random_walk_prices()
+
+
+@pytest.fixture
+def store(tmp_path):
+    from qpipe.store import ArrowStore
+
+    return ArrowStore(tmp_path / "store")
