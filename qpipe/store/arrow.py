@@ -170,6 +170,7 @@ class ArrowStore:
             if final.exists() and not final.is_symlink():
                 tmp.unlink()
             else:
+                os.chmod(tmp, 0o444)  # entries are immutable; run folders hard-link them
                 os.replace(tmp, final)
                 _fsync_dir(final.parent)
         finally:
