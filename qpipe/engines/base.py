@@ -6,13 +6,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import hashlib
+import json
+import threading
+
 import polars as pl
 
 from qpipe.context import RunContext
 from qpipe.stages.base import Pipeline, Step
 from qpipe.store import ArrowStore, DatasetRef
 
-__all__ = ["Engine", "EngineRun", "OutputCheck", "StageRecord"]
+__all__ = ["Engine", "EngineRun", "OutputCheck", "StageRecord", "StepCache", "step_key"]
 
 # Called with (step, output name, collected frame) before the output is stored; per-step
 # validation mode uses it. It must not modify the frame.
@@ -29,6 +33,7 @@ class StageRecord:
     seconds: float
     shards: int = 1
     retries: int = 0
+    cached: bool = False
 
     def to_json(self) -> dict:
         return {
@@ -38,7 +43,55 @@ class StageRecord:
             "seconds": round(self.seconds, 6),
             "shards": self.shards,
             "retries": self.retries,
+            "cached": self.cached,
         }
+
+
+def step_key(step: Step, input_digests: dict[str, str]) -> str:
+    """Identity of a step's work: stage, params and the digests of what it reads.
+
+    Stages are pure, so equal keys mean equal outputs: a sweep computes the features its trials
+    share once, and every trial reads them by reference.
+    """
+    payload = {
+        "stage": f"{step.stage.fn.__module__}.{step.stage.fn.__qualname__}",
+        "params": step.params.to_dict(),
+        "inputs": input_digests,
+        "outputs": list(step.outputs),
+    }
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class StepCache:
+    """Step key -> output refs, shared by the runs of a sweep. Thread-safe; holds refs only."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[str, dict[str, DatasetRef]] = {}
+        self.hits = 0
+
+    def get(self, key: str) -> dict[str, DatasetRef] | None:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self.hits += 1
+            return found
+
+    def put(self, key: str, outputs: dict[str, DatasetRef]) -> None:
+        with self._lock:
+            self._entries.setdefault(key, dict(outputs))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __getstate__(self) -> dict:
+        return {"entries": self._entries, "hits": self.hits}
+
+    def __setstate__(self, state: dict) -> None:
+        self._lock = threading.Lock()
+        self._entries = state["entries"]
+        self.hits = state["hits"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +115,7 @@ class Engine(Protocol):
         *,
         check: OutputCheck | None = None,
         on_record: Callable[[StageRecord], None] | None = None,
+        cache: StepCache | None = None,
     ) -> EngineRun: ...
 
     def close(self) -> None: ...

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from qpipe.context import RunContext
-from qpipe.engines.base import EngineRun, OutputCheck, StageRecord
+from qpipe.engines.base import EngineRun, OutputCheck, StageRecord, StepCache, step_key
 from qpipe.errors import StageError
 from qpipe.stages.base import Pipeline, Step
 from qpipe.store import ArrowStore, DatasetRef
@@ -27,14 +27,30 @@ from qpipe.store import ArrowStore, DatasetRef
 __all__ = ["LocalEngine", "run_step"]
 
 
-def run_step(step: Step, context: RunContext, store: ArrowStore, check: OutputCheck | None) -> StageRecord:
-    """Open the step's inputs from the store, call it, store its outputs; return its record."""
+def run_step(
+    step: Step,
+    context: RunContext,
+    store: ArrowStore,
+    check: OutputCheck | None,
+    cache: StepCache | None = None,
+) -> StageRecord:
+    """Open the step's inputs from the store, call it, store its outputs; return its record.
+
+    With a ``cache``, a step already computed on the same inputs with the same params is not
+    recomputed: its output refs are reused (stages are pure, so the result would be identical).
+    """
     start = time.perf_counter()
     refs = [context[name] for name in step.inputs]
     for name, ref in zip(step.inputs, refs, strict=True):
         if not isinstance(ref, DatasetRef):
             msg = f"stage `{step.name}`: input `{name}` is not a stored dataset ref"
             raise StageError(msg)
+    digests = {n: r.digest for n, r in zip(step.inputs, refs, strict=True)}
+    key = step_key(step, digests) if cache is not None else ""
+    if cache is not None and check is None:
+        hit = cache.get(key)
+        if hit is not None:
+            return StageRecord(step.name, digests, hit, time.perf_counter() - start, cached=True)
     frames = [store.scan(ref) for ref in refs]
     lazies = step.call(*frames)
     outputs: dict[str, DatasetRef] = {}
@@ -48,9 +64,11 @@ def run_step(step: Step, context: RunContext, store: ArrowStore, check: OutputCh
         if check is not None:
             check(step, name, frame)
         outputs[name] = store.put(frame)
+    if cache is not None:
+        cache.put(key, outputs)
     return StageRecord(
         name=step.name,
-        inputs={n: r.digest for n, r in zip(step.inputs, refs, strict=True)},
+        inputs=digests,
         outputs=outputs,
         seconds=time.perf_counter() - start,
     )
@@ -79,14 +97,15 @@ class LocalEngine:
         *,
         check: OutputCheck | None = None,
         on_record: Callable[[StageRecord], None] | None = None,
+        cache: StepCache | None = None,
     ) -> EngineRun:
         records: list[StageRecord] = []
         for level in pipeline.levels(set(context)):
             if len(level) == 1 or self.threads == 1:
-                done = [run_step(s, context, store, check) for s in level]
+                done = [run_step(s, context, store, check, cache) for s in level]
             else:
                 with ThreadPoolExecutor(max_workers=min(self.threads, len(level))) as pool:
-                    futures = [pool.submit(run_step, s, context, store, check) for s in level]
+                    futures = [pool.submit(run_step, s, context, store, check, cache) for s in level]
                     done = [f.result() for f in futures]
             for record in done:  # pipeline order, whatever finished first
                 context = context.with_refs(**record.outputs)
