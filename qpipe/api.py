@@ -40,7 +40,7 @@ from qpipe._versions import package_versions, qpipe_version
 from qpipe.config import ThreadSafeConfig
 from qpipe.context import RunContext
 from qpipe.engines import make_engine
-from qpipe.engines.base import Engine, StageRecord
+from qpipe.engines.base import Engine, StageRecord, StepCache
 from qpipe.errors import PathSafetyError, QpipeError
 from qpipe.ledger import Ledger
 from qpipe.stages.backtest import backtest as backtest_stage
@@ -290,6 +290,7 @@ def run(
     argv: Sequence[str] | None = None,
     report: bool | None = None,
     on_event: Callable[[str, dict[str, Any]], None] | None = None,
+    cache: StepCache | None = None,
 ) -> RunResult:
     """Run one backtest end to end and return its :class:`RunResult`.
 
@@ -298,6 +299,9 @@ def run(
     config
         The frozen config (defaults if None). ``data``/``weights``/``benchmark`` replace its data
         sources; ``out``/``ledger`` its paths; ``engine`` its engine (an instance or a name).
+    cache
+        A :class:`StepCache` shared by several runs (a sweep): steps already computed on the
+        same inputs with the same params are reused by reference instead of recomputed.
 
     Examples
     --------
@@ -379,7 +383,7 @@ def run(
             ctx = ctx.with_refs(weights=w.ref)
         else:
             strategy = build_strategy(cfg)
-            ctx = eng.run(strategy, ctx, store, check=check, on_record=record).context
+            ctx = eng.run(strategy, ctx, store, check=check, on_record=record, cache=cache).context
 
         audit: AuditReport | None = None
         if cfg.validation.mode != "none":
@@ -399,7 +403,7 @@ def run(
             book.append(run_id, "allocation_audit", audit.to_json())
             emit("audited", audit.to_json())
 
-        ctx = eng.run(_backtest_pipeline(cfg), ctx, store, check=check, on_record=record).context
+        ctx = eng.run(_backtest_pipeline(cfg), ctx, store, check=check, on_record=record, cache=cache).context
         metrics_row = store.open(ctx["metrics"]).row(0, named=True)
         metrics = {k: (None if v is None or (isinstance(v, float) and v != v) else v) for k, v in metrics_row.items()}
         book.append(run_id, "metrics", metrics)
