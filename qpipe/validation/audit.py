@@ -1,0 +1,340 @@
+"""Tier 2: the allocation audit, run once on the final target weights.
+
+Structural checks are a handful of Polars expressions and joins over the weights and the price
+keys (DESIGN.md, "Data conventions", weights). In order:
+
+``finite``             every weight is a number (no null, NaN or inf)
+``duplicate``          at most one row per (date, symbol)
+``price_date``         every weights date is a price date (any row, even a zero weight)
+``before_first_price`` no non-zero weight before a symbol's first price (or for a symbol that
+                       has no price at all)
+``unpriced``           no non-zero weight for a symbol without a price that day
+``max_weight``         ``|w| <= allocation.max_weight + 1e-12``
+``gross_leverage``     ``sum |w| <= allocation.gross_leverage + 1e-9`` per date
+``long_only``          ``w >= 0`` when ``allocation.long_only``
+``point_in_time``      see below; only with a ``strategy`` and ``validation.pit_cuts > 0``
+
+**Point-in-time check.** Weights for date t may use prices up to close t only. For each of
+``pit_cuts`` cut dates r (rebalance dates with positions, spread evenly, the last one included)
+the strategy is re-run on prices truncated after r, and the weights it gives on the last
+``pit_window`` rebalance dates up to r must equal the audited weights to 1e-12. A stage that
+reads any later row (``shift(-1)``, a centred window, a full-sample statistic) changes the weights
+on r, whose future is missing from the truncated data. In the issue's terms the cut c is the
+price date after r, the data is truncated before c, and only dates strictly before c are compared;
+because r is a true rebalance date, the last truncated row is not a false month end.
+
+To stay cheap the re-run sees only a trailing window: from ``warmup_days + 5`` price dates before
+the first compared date, extended back so that every symbol priced in the window keeps its last
+``warmup_days + 5`` rows (windows count a symbol's own rows, so gaps need more dates), and for
+``every_k`` schedules moved back to a schedule-aligned date so the k-day phase is unchanged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from qpipe.config import ThreadSafeConfig
+from qpipe.errors import AllocationAuditError
+from qpipe.stages.base import Pipeline
+
+__all__ = ["CHECKS", "AuditReport", "Violation", "audit_allocation"]
+
+CHECKS = (
+    "finite",
+    "duplicate",
+    "price_date",
+    "before_first_price",
+    "unpriced",
+    "max_weight",
+    "gross_leverage",
+    "long_only",
+    "point_in_time",
+)
+WEIGHT_TOL = 1e-12
+GROSS_TOL = 1e-9
+PIT_TOL = 1e-12
+PIT_MARGIN = 5
+SHOW = 5  # violations quoted in the error message
+
+# (date, symbol, check, value); symbol is None for per-date checks
+Violation = tuple[dt.date | None, str | None, str, float | None]
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """What the audit did and found.
+
+    Attributes
+    ----------
+    passed
+        True when there is no violation.
+    checks
+        Names of the checks that ran, in order.
+    violations
+        Every ``(date, symbol, check, value)`` found, grouped by check in :data:`CHECKS` order,
+        then by date and symbol. ``value`` is the offending weight (``duplicate``: the row count,
+        ``gross_leverage``: the gross, ``point_in_time``: audited minus recomputed weight).
+    seconds
+        Wall time of the whole audit.
+    pit_cuts
+        The cut dates the point-in-time check used (empty if it did not run).
+    pit_seconds
+        Wall time of the point-in-time check alone.
+    """
+
+    passed: bool
+    checks: tuple[str, ...]
+    violations: tuple[Violation, ...]
+    seconds: float
+    pit_cuts: tuple[dt.date, ...] = ()
+    pit_seconds: float = 0.0
+
+    def to_json(self, limit: int = 100) -> dict[str, Any]:
+        """A JSON-safe summary for the ledger (the first ``limit`` violations)."""
+
+        def num(v: float | None) -> float | str | None:
+            if v is None or math.isfinite(v):
+                return v
+            return repr(v)
+
+        return {
+            "passed": self.passed,
+            "checks": list(self.checks),
+            "n_violations": len(self.violations),
+            "violations": [
+                [d.isoformat() if d else None, s, c, num(v)]
+                for d, s, c, v in self.violations[:limit]
+            ],
+            "seconds": round(self.seconds, 6),
+            "pit_cuts": [d.isoformat() for d in self.pit_cuts],
+            "pit_seconds": round(self.pit_seconds, 6),
+        }
+
+
+def _rows(frame: pl.DataFrame, check: str, value: str | None) -> list[Violation]:
+    """Violations from a frame with `date`, `symbol` (maybe) and a value column."""
+    dates = frame["date"].to_list()
+    syms = frame["symbol"].to_list() if "symbol" in frame.columns else [None] * frame.height
+    vals = frame[value].to_list() if value else [None] * frame.height
+    out: list[Violation] = []
+    for d, s, v in zip(dates, syms, vals, strict=True):
+        out.append((d, s, check, math.nan if v is None else float(v)))
+    return out
+
+
+def _normalise(weights: pl.DataFrame, prices: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    for name, frame, cols in (
+        ("weights", weights, ("date", "symbol", "weight")),
+        ("prices", prices, ("date", "symbol")),
+    ):
+        missing = [c for c in cols if c not in frame.columns]
+        if missing:
+            names = ", ".join(f"`{c}`" for c in missing)
+            msg = f"allocation audit: {name} lack column(s) {names}"
+            raise AllocationAuditError(msg, ((None, None, "columns", None),))
+    try:
+        w = weights.select(
+            pl.col("date").cast(pl.Date),
+            pl.col("symbol").cast(pl.String),
+            pl.col("weight").cast(pl.Float64),
+        )
+        p = prices.select(pl.col("date").cast(pl.Date), pl.col("symbol").cast(pl.String))
+    except pl.exceptions.PolarsError as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        msg = f"allocation audit: `date`/`symbol`/`weight` have unusable types ({first})"
+        raise AllocationAuditError(msg, ((None, None, "columns", None),)) from None
+    return w, p
+
+
+def _structural(
+    w: pl.DataFrame, keys: pl.DataFrame, cfg: ThreadSafeConfig
+) -> dict[str, list[Violation]]:
+    alloc = cfg.allocation
+    weight = pl.col("weight")
+    found: dict[str, list[Violation]] = {}
+    order = ["date", "symbol"]
+
+    bad = w.filter(weight.is_null() | ~weight.is_finite())
+    found["finite"] = _rows(bad.sort(order), "finite", "weight")
+
+    dup = w.group_by(order).agg(pl.len().cast(pl.Float64).alias("n")).filter(pl.col("n") > 1)
+    found["duplicate"] = _rows(dup.sort(order), "duplicate", "n")
+
+    price_dates = keys.select("date").unique()
+    off = w.join(price_dates, on="date", how="anti")
+    found["price_date"] = _rows(off.sort(order), "price_date", "weight")
+
+    # non-zero, finite weights on price dates: the ones that must have a price
+    live = w.join(price_dates, on="date", how="semi").filter(weight.is_finite() & (weight != 0.0))
+    first = keys.group_by("symbol").agg(pl.col("date").min().alias("_first"))
+    live = live.join(first, on="symbol", how="left")
+    early = pl.col("_first").is_null() | (pl.col("date") < pl.col("_first"))
+    found["before_first_price"] = _rows(
+        live.filter(early).sort(order), "before_first_price", "weight"
+    )
+    unpriced = live.filter(~early).join(keys, on=order, how="anti")
+    found["unpriced"] = _rows(unpriced.sort(order), "unpriced", "weight")
+
+    fin = w.filter(weight.is_finite())
+    cap = fin.filter(weight.abs() > alloc.max_weight + WEIGHT_TOL).with_columns(weight.abs())
+    found["max_weight"] = _rows(cap.sort(order), "max_weight", "weight")
+
+    # sorted before the sum so the gross is the same bits on every run
+    gross = (
+        fin.sort(order)
+        .group_by("date", maintain_order=True)
+        .agg(weight.abs().sum().alias("gross"))
+        .filter(pl.col("gross") > alloc.gross_leverage + GROSS_TOL)
+    )
+    found["gross_leverage"] = _rows(gross.sort("date"), "gross_leverage", "gross")
+
+    if alloc.long_only:
+        found["long_only"] = _rows(fin.filter(weight < 0).sort(order), "long_only", "weight")
+    return found
+
+
+def _pick_cuts(w: pl.DataFrame, n: int) -> list[dt.date]:
+    active = w.filter(pl.col("weight") != 0.0)["date"].unique().sort().to_list()
+    pool = active or w["date"].unique().sort().to_list()
+    if not pool or n <= 0:
+        return []
+    m = len(pool)
+    n = min(n, m)
+    return sorted({pool[round(k * (m - 1) / n)] for k in range(1, n + 1)})
+
+
+def _pit(
+    w: pl.DataFrame,
+    prices: pl.DataFrame,
+    cfg: ThreadSafeConfig,
+    strategy: Pipeline,
+    cuts: list[dt.date],
+    window: int,
+) -> list[Violation]:
+    from qpipe.strategy import warmup_days  # local: strategy imports the stages, not vice versa
+
+    warm = int(strategy.meta.get("warmup_days", warmup_days(cfg))) + PIT_MARGIN
+    price_dates = prices["date"].unique().sort()
+    index = {d: i for i, d in enumerate(price_dates.to_list())}
+    reb = w["date"].unique().sort().to_list()
+    # a symbol's row number, to keep each symbol's last `warm` rows
+    numbered = (
+        prices.select("date", "symbol")
+        .sort("symbol", "date")
+        .with_columns(pl.int_range(pl.len()).over("symbol").alias("_k"))
+    )
+    out: list[Violation] = []
+    for cut in cuts:
+        compared = [d for d in reb if d <= cut][-window:]
+        lo = price_dates[max(0, index[compared[0]] - warm)]
+        firsts = (
+            numbered.filter(pl.col("date").is_between(lo, cut))
+            .group_by("symbol")
+            .agg((pl.col("_k").min() - warm).clip(lower_bound=0).alias("_k"))
+        )
+        back = numbered.join(firsts, on=["symbol", "_k"], how="semi")["date"].min()
+        start = min(lo, back) if isinstance(back, dt.date) else lo
+        if cfg.allocation.rebalance == "every_k":
+            k = cfg.allocation.every_k
+            start = price_dates[(index[start] // k) * k]
+        truncated = prices.filter(pl.col("date").is_between(start, cut))
+        got = strategy.apply_lazy({"prices": truncated.lazy()})["weights"].collect()
+        keep = pl.col("date").is_in(compared)
+        given = w.filter(keep).select("date", "symbol", pl.col("weight").alias("_a"))
+        again = got.filter(keep).select(
+            pl.col("date").cast(pl.Date), "symbol", pl.col("weight").cast(pl.Float64).alias("_b")
+        )
+        both = given.join(again, on=["date", "symbol"], how="full", coalesce=True).with_columns(
+            (pl.col("_a").fill_null(0.0) - pl.col("_b").fill_null(0.0)).alias("diff")
+        )
+        bad = both.filter(~(pl.col("diff").abs() <= PIT_TOL)).sort("date", "symbol")
+        out.extend(_rows(bad, "point_in_time", "diff"))
+    return out
+
+
+def audit_allocation(
+    weights: pl.DataFrame,
+    prices: pl.DataFrame,
+    cfg: ThreadSafeConfig,
+    *,
+    strategy: Pipeline | None = None,
+    raise_on_violation: bool = True,
+    pit_window: int = 3,
+) -> AuditReport:
+    """Audit target weights against the prices and the config (Tier 2).
+
+    Parameters
+    ----------
+    weights
+        `date`, `symbol`, `weight` (long format, DESIGN.md).
+    prices
+        The prices the weights were made from (`date`, `symbol`, `close`, ...).
+    cfg
+        Reads ``allocation.max_weight``, ``gross_leverage``, ``long_only``, ``rebalance``,
+        ``every_k`` and ``validation.pit_cuts``.
+    strategy
+        The pipeline that made the weights (source ``prices``, output ``weights``); enables the
+        point-in-time check. ``None`` for external weights: that check is skipped.
+    raise_on_violation
+        Raise :class:`~qpipe.errors.AllocationAuditError` when anything is found (default);
+        with ``False`` the report is returned either way.
+    pit_window
+        How many rebalance dates up to each cut are compared.
+
+    Returns
+    -------
+    AuditReport
+
+    Raises
+    ------
+    AllocationAuditError
+        With every violation in ``.violations``; the message gives the count and the first few.
+    """
+    start = time.perf_counter()
+    w, keys = _normalise(weights, prices)
+    found = _structural(w, keys, cfg)
+    checks = [c for c in CHECKS if c in found]
+    cuts: list[dt.date] = []
+    pit_seconds = 0.0
+    clean = not found["duplicate"] and not found["finite"] and not found["price_date"]
+    if strategy is not None and cfg.validation.pit_cuts > 0 and clean:
+        t0 = time.perf_counter()
+        cuts = _pick_cuts(w, cfg.validation.pit_cuts)
+        px = prices.with_columns(pl.col("date").cast(pl.Date), pl.col("symbol").cast(pl.String))
+        found["point_in_time"] = _pit(w, px, cfg, strategy, cuts, pit_window)
+        checks.append("point_in_time")
+        pit_seconds = time.perf_counter() - t0
+    violations = tuple(v for c in CHECKS for v in found.get(c, []))
+    report = AuditReport(
+        passed=not violations,
+        checks=tuple(checks),
+        violations=violations,
+        seconds=time.perf_counter() - start,
+        pit_cuts=tuple(cuts),
+        pit_seconds=pit_seconds,
+    )
+    if violations and raise_on_violation:
+        raise AllocationAuditError(_message(violations), violations)
+    return report
+
+
+def _message(violations: tuple[Violation, ...]) -> str:
+    n = len(violations)
+    by_check: dict[str, int] = {}
+    for v in violations:
+        by_check[v[2]] = by_check.get(v[2], 0) + 1
+    counts = ", ".join(f"{c} {k}" for c, k in by_check.items())
+    shown = "; ".join(
+        f"`{c}` on {d.isoformat() if d else '?'}{f' `{s}`' if s else ''} ({v:.6g})"
+        if v is not None
+        else f"`{c}`"
+        for d, s, c, v in violations[:SHOW]
+    )
+    more = f"; and {n - SHOW} more" if n > SHOW else ""
+    return f"allocation audit found {n} violation{'s' if n > 1 else ''} ({counts}): {shown}{more}"
