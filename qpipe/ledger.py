@@ -600,9 +600,9 @@ def _chain_problem(
         seq = rec["seq"]
         if seq != expected_seq:
             later = [n for n in lines_of.get(expected_seq, []) if n > i]
-            earlier = [n for n in lines_of.get(seq, []) if n < i]
-            if earlier:
-                why = f"inserted: seq {seq} repeats line {earlier[0]}"
+            twins = [n for n in lines_of.get(seq, []) if n != i]
+            if twins:  # the same seq twice: one of them was inserted
+                why = f"inserted: seq {seq} also appears at line {twins[0]}"
             elif later:
                 why = (
                     f"reordered: seq {seq} where seq {expected_seq} was expected "
