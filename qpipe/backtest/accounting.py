@@ -1,0 +1,313 @@
+"""Cash-constrained close-to-close accounting (DESIGN.md, "Backtest convention").
+
+How :func:`simulate` works, step by step:
+
+1. Check the columns and options; keep the price dates in ``[start, end]`` (the *window*).
+2. Pivot once to dense numpy matrices (window dates x symbols, NaN = no price) for ``close``
+   (and ``open`` for next-open execution) and the target weights (one row per rebalance,
+   unlisted symbols 0). Symbols are sorted byte-wise, so column order is the tie-break order.
+3. For every symbol find the first window date after its last price in the *whole* prices
+   frame, if its prices end before the data does: from then on it is delisted.
+4. Run the sequential per-date accounting in a compiled kernel (:mod:`._kernel`): accruals,
+   marks, pre-trade value V, ruin check, the sorted order book, fills, end-of-day equity.
+5. Wrap the kernel's arrays as the equity and trades frames of a :class:`BacktestResult`.
+
+Each day's order book holds, for a rebalance day, every tradable symbol whose target value
+``w * V`` differs from its current value ``shares * mark``, and on every day the non-zero
+holdings of delisted symbols (target 0, at their last close). Orders run in ascending
+``w * V - shares * mark`` (sells first), ties in byte-wise symbol order.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date
+from typing import Literal
+
+import numpy as np
+import polars as pl
+
+from qpipe.backtest._kernel import run_kernel
+from qpipe.errors import BacktestError
+
+__all__ = ["EQUITY_COLUMNS", "TRADE_COLUMNS", "BacktestResult", "Execution", "simulate"]
+
+Execution = Literal["close", "next_open"]
+
+EQUITY_COLUMNS = (
+    "date",
+    "equity",
+    "return",
+    "turnover",
+    "cost",
+    "cash",
+    "unfilled",
+    "gross_exposure",
+    "net_exposure",
+    "ruined",
+)
+TRADE_COLUMNS = ("date", "symbol", "shares", "price", "notional", "cost")
+PERIODS_PER_YEAR = 252
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    """What :func:`simulate` returns.
+
+    Attributes
+    ----------
+    equity
+        One row per window price date: ``date``, ``equity``, ``return``, ``turnover``, ``cost``,
+        ``cash``, ``unfilled``, ``gross_exposure``, ``net_exposure`` (Float64; ``return`` and
+        the exposures are null where their denominator is <= 0) and ``ruined`` (Boolean).
+    trades
+        One row per fill: ``date``, ``symbol``, ``shares`` (signed), ``price`` (fill price),
+        ``notional`` (``shares * price``, signed), ``cost`` (fee, >= 0); in execution order.
+    n_rebalances
+        Weight dates in the window on which the portfolio was not ruined.
+    ruined_on
+        The first date on which the pre-trade value was <= 0, or ``None``.
+    """
+
+    equity: pl.DataFrame
+    trades: pl.DataFrame
+    n_rebalances: int
+    ruined_on: date | None
+
+
+def _require(frame: pl.DataFrame, what: str, columns: tuple[str, ...]) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        names = ", ".join(f"`{c}`" for c in missing)
+        msg = f"{what} frame is missing column(s) {names}"
+        raise BacktestError(msg)
+    if frame.height and frame.schema["date"] != pl.Date:
+        msg = f"column `date` of the {what} frame must be Date, got {frame.schema['date']}"
+        raise BacktestError(msg)
+
+
+def _check_rate(name: str, value: float, low: float, high: float) -> float:
+    value = float(value)
+    if not (math.isfinite(value) and low <= value <= high):
+        msg = f"`{name}` must be a finite number in [{low:g}, {high:g}], got {value}"
+        raise BacktestError(msg)
+    return value
+
+
+def _day_numbers(frame: pl.DataFrame) -> np.ndarray:
+    return frame["date"].cast(pl.Int32).to_numpy().astype(np.int64)
+
+
+def _dense(
+    days: np.ndarray,
+    codes: np.ndarray,
+    values: np.ndarray,
+    shape: tuple[int, int],
+    fill: float,
+    what: str,
+) -> np.ndarray:
+    """Scatter long rows into a dense matrix; a repeated (date, symbol) is an error."""
+    out = np.full(shape, fill)
+    seen = np.zeros(shape, np.bool_)
+    seen[days, codes] = True
+    if int(seen.sum()) != len(days):
+        msg = f"{what} frame has duplicate (`date`, `symbol`) rows"
+        raise BacktestError(msg)
+    out[days, codes] = values
+    return out
+
+
+def simulate(
+    prices: pl.DataFrame,
+    weights: pl.DataFrame,
+    *,
+    initial_capital: float = 1.0,
+    cost_bps: float = 0.0,
+    slippage_bps: float = 0.0,
+    execution: Execution | str = "close",
+    borrow_bps: float = 0.0,
+    cash_rate: float = 0.0,
+    start: date | None = None,
+    end: date | None = None,
+) -> BacktestResult:
+    """Backtest target weights on prices with exact, cash-constrained accounting.
+
+    Parameters
+    ----------
+    prices
+        Long prices: ``date`` (Date), ``symbol`` (String), ``close`` (Float64, > 0), and
+        ``open`` when ``execution="next_open"``. One row per (date, symbol).
+    weights
+        Long target weights: ``date``, ``symbol``, ``weight``. Its dates are the rebalance
+        dates; an unlisted symbol has target 0. Rows outside the window, on dates that are not
+        price dates, or for symbols never priced are ignored.
+    initial_capital
+        Starting cash ``K`` (> 0).
+    cost_bps
+        Fee on traded notional, in basis points (``c = cost_bps / 1e4``), paid from cash.
+    slippage_bps
+        Fill price ``p * (1 + s)`` for buys and ``p * (1 - s)`` for sells, ``s = slippage_bps
+        / 1e4``; order sizes still come from ``p``.
+    execution
+        ``"close"`` trades a rebalance at that date's close; ``"next_open"`` trades the weights
+        of date t at the ``open`` of the next window price date (V and fills at that open).
+    borrow_bps
+        Annual borrow fee on short market value: on every price date after the first, cash
+        pays ``borrow_bps / 1e4 / 252`` times the previous close's short market value.
+    cash_rate
+        Annual interest on positive cash: on every price date after the first, positive cash
+        grows by ``cash_rate / 252``.
+    start, end
+        Inclusive window of price dates to simulate (``None`` = from the first / to the last).
+
+    Returns
+    -------
+    BacktestResult
+        Equity frame, trades frame, rebalance count and ruin date.
+
+    Raises
+    ------
+    BacktestError
+        Missing columns, a non-Date ``date``, ``open`` missing for next-open execution,
+        duplicate rows, non-finite or non-positive closes, no price date in the window, or an
+        option out of range.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> from datetime import date
+    >>> p = pl.DataFrame({"date": [date(2024, 1, 2), date(2024, 1, 3)], "symbol": ["A", "A"],
+    ...                   "close": [10.0, 11.0]})
+    >>> w = pl.DataFrame({"date": [date(2024, 1, 2)], "symbol": ["A"], "weight": [1.0]})
+    >>> simulate(p, w).equity["equity"].to_list()
+    [1.0, 1.1]
+    """
+    _require(prices, "prices", ("date", "symbol", "close"))
+    _require(weights, "weights", ("date", "symbol", "weight"))
+    if execution not in ("close", "next_open"):
+        msg = f"`execution` must be 'close' or 'next_open', got {execution!r}"
+        raise BacktestError(msg)
+    use_open = execution == "next_open"
+    if use_open and "open" not in prices.columns:
+        msg = "execution `next_open` needs an `open` column in the prices frame"
+        raise BacktestError(msg)
+    capital = float(initial_capital)
+    if not (math.isfinite(capital) and capital > 0):
+        msg = f"`initial_capital` must be a finite number > 0, got {initial_capital}"
+        raise BacktestError(msg)
+    c = _check_rate("cost_bps", cost_bps, 0.0, 10_000.0) / 1e4
+    slip = _check_rate("slippage_bps", slippage_bps, 0.0, 10_000.0) / 1e4
+    borrow_d = _check_rate("borrow_bps", borrow_bps, 0.0, 10_000.0) / 1e4 / PERIODS_PER_YEAR
+    cash_d = _check_rate("cash_rate", cash_rate, -1.0, 100.0) / PERIODS_PER_YEAR
+    if prices.height == 0:
+        msg = "prices frame is empty; nothing to backtest"
+        raise BacktestError(msg)
+    closes = prices["close"].cast(pl.Float64)
+    if closes.null_count() or not bool((closes.is_finite() & (closes > 0)).all()):
+        msg = "column `close` of the prices frame must be finite and > 0 on every row"
+        raise BacktestError(msg)
+
+    # dates: all price dates (for delisting) and the window
+    all_days = np.unique(_day_numbers(prices))
+    lo = all_days[0] if start is None else max(all_days[0], _day_number(start))
+    hi = all_days[-1] if end is None else min(all_days[-1], _day_number(end))
+    win = all_days[(all_days >= lo) & (all_days <= hi)]
+    if win.size == 0:
+        msg = f"no price dates between `start` {start} and `end` {end}"
+        raise BacktestError(msg)
+    symbols = prices["symbol"].unique().sort()  # byte-wise order = tie-break order
+    n_days, n_sym = win.size, symbols.len()
+    sym_index = pl.DataFrame({"symbol": symbols, "_s": pl.int_range(n_sym, eager=True)})
+
+    # delisting: first window date after a symbol's last price, if its prices end early
+    last_day = (
+        prices.group_by("symbol")
+        .agg(pl.col("date").max().cast(pl.Int32).alias("_last"))
+        .join(sym_index, on="symbol")
+        .sort("_s")["_last"]
+        .to_numpy()
+        .astype(np.int64)
+    )
+    dead_from = np.searchsorted(win, last_day, side="right").astype(np.int64)
+    dead_from[last_day >= all_days[-1]] = n_days
+
+    in_win = prices.filter(
+        pl.col("date").cast(pl.Int32).is_between(int(lo), int(hi))
+    ).join(sym_index, on="symbol")
+    d_idx = np.searchsorted(win, _day_numbers(in_win))
+    s_idx = in_win["_s"].to_numpy().astype(np.int64)
+    close = _dense(d_idx, s_idx, in_win["close"].cast(pl.Float64).to_numpy(), (n_days, n_sym),
+                   np.nan, "prices")
+    if use_open:
+        opens = in_win["open"].cast(pl.Float64).fill_null(float("nan")).to_numpy()
+        open_ = np.full((n_days, n_sym), np.nan)
+        open_[d_idx, s_idx] = opens
+    else:
+        open_ = np.empty((0, 0))
+
+    # weights: rows on window price dates for known symbols; one dense row per rebalance date
+    w_days = _day_numbers(weights)
+    w_pos = np.searchsorted(win, w_days)
+    w_ok = (w_pos < n_days) & (win[np.minimum(w_pos, n_days - 1)] == w_days)
+    wk = weights.with_columns(pl.Series("_d", w_pos)).filter(pl.Series(w_ok))
+    wk = wk.join(sym_index, on="symbol")
+    weight_vals = wk["weight"].cast(pl.Float64).to_numpy()
+    if not np.isfinite(weight_vals).all():
+        msg = "column `weight` of the weights frame must be finite"
+        raise BacktestError(msg)
+    reb_days = np.unique(w_pos[w_ok])
+    row_of = np.full(n_days, -1, np.int64)
+    row_of[reb_days] = np.arange(reb_days.size)
+    wmat = _dense(row_of[wk["_d"].to_numpy()], wk["_s"].to_numpy().astype(np.int64), weight_vals,
+                  (reb_days.size, n_sym), 0.0, "weights")
+    exec_row = np.full(n_days, -1, np.int64)
+    if use_open:
+        exec_row[1:] = row_of[:-1]  # weights of date t trade at the open of the next date
+    else:
+        exec_row[:] = row_of
+
+    (equity, cash, turnover, cost, unfilled, gross, net, ruined,
+     t_day, t_sym, t_shares, t_price, t_notional, t_cost) = run_kernel(
+        close, open_, use_open, wmat, exec_row, dead_from, capital, c, slip, borrow_d, cash_d
+    )
+
+    prev = np.concatenate(([capital], equity[:-1]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ret = np.where(prev > 0, equity / prev - 1.0, np.nan)
+        gross_x = np.where(equity > 0, gross / equity, np.nan)
+        net_x = np.where(equity > 0, net / equity, np.nan)
+    dates = pl.Series("date", win.astype(np.int32)).cast(pl.Date)
+    eq = pl.DataFrame(
+        {
+            "date": dates,
+            "equity": equity,
+            "return": ret,
+            "turnover": turnover,
+            "cost": cost,
+            "cash": cash,
+            "unfilled": unfilled,
+            "gross_exposure": gross_x,
+            "net_exposure": net_x,
+            "ruined": ruined,
+        }
+    ).with_columns(pl.col("return", "gross_exposure", "net_exposure").fill_nan(None))
+    trades = pl.DataFrame(
+        {
+            "date": dates.gather(t_day),
+            "symbol": symbols.gather(t_sym),
+            "shares": t_shares,
+            "price": t_price,
+            "notional": t_notional,
+            "cost": t_cost,
+        },
+        schema={"date": pl.Date, "symbol": pl.String, "shares": pl.Float64,
+                "price": pl.Float64, "notional": pl.Float64, "cost": pl.Float64},
+    )
+    n_rebalances = int((~ruined[reb_days]).sum())
+    ruined_on = dates[int(np.argmax(ruined))] if ruined.any() else None
+    return BacktestResult(eq, trades, n_rebalances, ruined_on)
+
+
+def _day_number(d: date) -> int:
+    return (d - date(1970, 1, 1)).days
