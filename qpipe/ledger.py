@@ -64,7 +64,7 @@ GENESIS = "0" * 64
 KEY_METRICS = ("sharpe", "cagr", "max_drawdown", "total_return")
 _FIELDS = frozenset({"seq", "ts", "run_id", "kind", "data", "prev", "hash"})
 _HEAD_LEN = 20 + 1 + 64 + 1  # "<seq:020d> <hash>\n"
-_TAIL_BLOCK = 1 << 16
+_TAIL_BLOCK = 1 << 13
 _HASH_BLOCK = 1 << 20
 
 
