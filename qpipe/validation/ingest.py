@@ -282,7 +282,7 @@ def read_table(path: str | Path, *, what: str = "prices") -> pl.DataFrame:
         elif kind == "parquet":
             frame = pl.read_parquet(p)
         else:
-            frame = pl.read_ipc(p, memory_map=False)
+            frame = pl.read_ipc(p)
     return _normalise_names(frame, p, what)
 
 
@@ -313,7 +313,10 @@ def _check_columns(columns: Sequence[str], spec: _Spec, label: str) -> None:
         return
     parts = []
     for col in missing:
-        close = difflib.get_close_matches(col, columns, n=1, cutoff=0.6)
+        # A found name containing the wanted one (`px_close`) first, then spelling neighbours.
+        close = [c for c in columns if col in c] or difflib.get_close_matches(
+            col, columns, n=1, cutoff=0.5
+        )
         parts.append(f"`{col}`" + (f" (did you mean `{close[0]}`?)" if close else ""))
     found = ", ".join(f"`{c}`" for c in columns) or "none"
     plural = "s" if len(missing) > 1 else ""

@@ -294,9 +294,6 @@ def _run(
         cases = exc.failure_cases if isinstance(exc.failure_cases, pl.DataFrame) else None
     else:
         return None
-    # Recompute the failing rows from the same expressions: one pass, exact masks, and no
-    # dependence on how pandera renders or truncates its failure cases.
-    masks = frame.select([(~check.ok()).alias(check.name) for check in checks])
     names = {check.name for check in checks}
     structural = []
     if cases is not None:
@@ -308,6 +305,9 @@ def _run(
     if structural:
         msg = f"{schema.name} failed the schema: {'; '.join(structural)}"
         raise SchemaValidationError(msg, tuple(structural))
+    # Recompute the failing rows from the same expressions: one pass, exact masks, and no
+    # dependence on how pandera renders or truncates its failure cases.
+    masks = frame.select([(~check.ok()).alias(check.name) for check in checks])
     return masks
 
 
