@@ -1,0 +1,148 @@
+"""runner.py end to end: the run folder, the ledger, exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pyarrow.ipc as ipc
+import pytest
+
+from qpipe.cli import main, runner_main
+from tests.conftest import REPO
+
+SMALL = [
+    "--set", "data.symbols=40",
+    "--set", 'data.start="2019-01-01"',
+    "--set", 'data.end="2020-12-31"',
+    "--set", "allocation.top_n=10",
+]
+
+
+def _run_dirs(out: Path) -> list[Path]:
+    return sorted(p for p in out.iterdir() if p.is_dir() and p.name not in ("store", "sweeps"))
+
+
+def _ledger(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "audit.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    code = runner_main([*SMALL, "--out", str(out), "--quiet"])
+    assert code == 0
+    return out
+
+
+def test_default_run_writes_the_run_folder(default_run):
+    (run_dir,) = _run_dirs(default_run)
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"equity.arrow", "weights.arrow", "trades.arrow", "metrics.json", "config.toml", "report.html"} <= names
+    for name in ("equity.arrow", "weights.arrow", "trades.arrow"):
+        with open(run_dir / name, "rb") as f:
+            assert f.read(6) == b"ARROW1"  # Arrow IPC *file*
+        ipc.open_file(run_dir / name)
+    equity = pl.read_ipc(run_dir / "equity.arrow")
+    assert equity.columns[:5] == ["date", "equity", "return", "turnover", "cost"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert {"total_return", "cagr", "sharpe", "max_drawdown", "beta"} <= set(metrics)
+    assert metrics["total_return"] == pytest.approx(equity["equity"][-1] - 1.0)
+    html = (run_dir / "report.html").read_text()
+    assert run_dir.name in html and "<svg" in html
+
+
+def test_default_run_is_recorded_in_the_ledger(default_run):
+    records = _ledger(default_run)
+    kinds = [r["kind"] for r in records]
+    assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
+    for kind in ("dataset", "validation", "stage", "allocation_audit", "metrics", "artifact"):
+        assert kind in kinds, kind
+    stages = [r["data"]["stage"] for r in records if r["kind"] == "stage"]
+    assert stages[-2:] == ["backtest", "metrics"]
+    started = records[0]["data"]
+    assert started["config_digest"] and started["packages"]["polars"].startswith("2.")
+    assert main(["ledger", "verify", "--out", str(default_run)]) == 0
+
+
+def test_stage_inputs_and_outputs_are_refs_to_store_files(default_run):
+    for rec in _ledger(default_run):
+        if rec["kind"] != "stage":
+            continue
+        for out in rec["data"]["outputs"].values():
+            assert Path(out["path"]).is_file() and len(out["digest"]) == 64
+        assert all(len(d) == 64 for d in rec["data"]["inputs"].values())
+
+
+def test_replay_reports_identical_outputs(default_run, capsys):
+    run_id = _run_dirs(default_run)[0].name
+    assert main(["replay", run_id, "--out", str(default_run)]) == 0
+    out = capsys.readouterr().out
+    assert "data outputs identical" in out
+    assert out.count("identical") >= 5
+
+
+def test_rerun_of_validated_data_skips_tier1(tmp_path, small_prices):
+    prices = tmp_path / "prices.parquet"
+    small_prices.write_parquet(prices)
+    args = ["--data", str(prices), "--out", str(tmp_path / "runs"), "--quiet", "--no-report",
+            "--set", "strategy.lookback=20", "--set", "strategy.skip=2", "--set", "allocation.top_n=3"]
+    assert runner_main(args) == 0
+    assert runner_main(args) == 0
+    tier1 = [r["data"] for r in _ledger(tmp_path / "runs") if r["kind"] == "validation" and r["data"]["tier"] == "tier1"]
+    assert [t["skipped"] for t in tier1] == [False, True]
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ("date,symbol\n2020-01-02,A\n", "close"),
+        ("date,symbol,close\n2020-01-02,A,-1\n2020-01-03,A,1\n", "close"),
+        ("date,symbol,close\n2020-01-02,A,1\n2020-01-02,A,2\n", "unique"),
+        ("date,symbol,close\n2020-01-02,,1\n", "symbol"),
+        ("date,symbol,close\n2020-01-02,A,abc\n", "close"),
+        ("", "empty"),
+    ],
+    ids=["missing-column", "negative-close", "duplicate", "null-symbol", "wrong-type", "empty-file"],
+)
+def test_bad_price_files_fail_with_one_line_and_are_recorded(tmp_path, capsys, content, fragment):
+    bad = tmp_path / "prices.csv"
+    bad.write_text(content)
+    out = tmp_path / "runs"
+    code = runner_main(["--data", str(bad), "--out", str(out)])
+    stderr = capsys.readouterr().err.strip()
+    err = stderr.splitlines()[-1]  # progress lines come first; the error is the last, one line
+    assert code == 1
+    assert err.startswith("qpipe: error:") and "Traceback" not in stderr
+    assert "prices.csv" in err and fragment in err.lower()
+    assert _ledger(out)[-1]["kind"] == "run_failed"
+
+
+def test_not_what_the_extension_says(tmp_path, capsys):
+    fake = tmp_path / "prices.parquet"
+    fake.write_text("date,symbol,close\n2020-01-02,A,1\n")
+    assert runner_main(["--data", str(fake), "--out", str(tmp_path / "runs")]) == 1
+    assert "prices.parquet" in capsys.readouterr().err
+
+
+def test_config_errors_exit_nonzero_with_one_line(tmp_path, capsys):
+    assert runner_main(["--set", "backtest.cost_bsp=5", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "did you mean `backtest.cost_bps`" in err and err.count("\n") == 1  # fails before any progress
+
+
+def test_subprocess_exit_code_and_no_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "runner.py"), "--data", str(tmp_path / "missing.csv"), "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr and "missing.csv" in proc.stderr
+    debug = subprocess.run(
+        [sys.executable, str(REPO / "runner.py"), "--data", str(tmp_path / "missing.csv"), "--out", str(tmp_path), "--debug"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
