@@ -205,11 +205,32 @@ def _dataset_record(name: str, res: IngestResult) -> dict[str, Any]:
     }
 
 
-def _builtin_frame(cfg: ThreadSafeConfig) -> pl.DataFrame:
+def _builtin(cfg: ThreadSafeConfig, store: ArrowStore) -> IngestResult:
+    """The built-in universe: generated and validated on first use, then read from the store.
+
+    ``<store>/index/builtin-<key>.json`` maps the universe's parameters to its stored digest;
+    the index name is a hash, so nothing from the config becomes a path.
+    """
     from qpipe.data.universe import builtin_universe
 
     d = cfg.data
-    return builtin_universe(symbols=d.symbols, start=d.start, end=d.end, seed=d.seed)
+    params = {"symbols": d.symbols, "start": d.start, "end": d.end, "seed": d.seed}
+    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:32]
+    index = store.root / "index" / f"builtin-{key}.json"
+    start = time.perf_counter()
+    try:
+        digest = json.loads(index.read_text())["digest"]
+        ref = store.ref_for(digest)
+        if ref is not None:
+            store.verify(ref)  # a damaged entry is regenerated, never trusted
+    except (OSError, ValueError, KeyError, TypeError, QpipeError):
+        ref = None
+    if ref is not None:
+        return IngestResult(ref, "builtin", ref.digest, ref.rows, 0, time.perf_counter() - start, validated=False)
+    res = ingest_frame(builtin_universe(**params), store, name="builtin", validate=True)
+    index.parent.mkdir(exist_ok=True)
+    _write_text_atomic(index, json.dumps({"digest": res.ref.digest, "params": params}))
+    return res
 
 
 def _ingest(
@@ -228,7 +249,7 @@ def _ingest(
     if kind == "weights":
         res = ingest_weights(source, store)
     elif source == "builtin":
-        res = ingest_frame(_builtin_frame(cfg), store, name="builtin", validate=True)
+        res = _builtin(cfg, store)
     else:
         skip = cfg.validation.skip_validated and cfg.validation.mode != "none"
         res = _ingest_file(source, store, run_dir, validated if skip else set(), cfg)

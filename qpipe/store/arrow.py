@@ -198,6 +198,8 @@ class ArrowStore:
 
     def ref_for(self, digest: str) -> DatasetRef | None:
         """Rebuild the ref of an existing entry from its digest (or None)."""
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            return None  # never turn an arbitrary string into a path
         p = self._entry_path(digest)
         if not p.is_file() or p.is_symlink():
             return None
