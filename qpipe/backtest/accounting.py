@@ -104,18 +104,21 @@ def _dense(
     codes: np.ndarray,
     values: np.ndarray,
     shape: tuple[int, int],
-    fill: float,
     what: str,
 ) -> np.ndarray:
-    """Scatter long rows into a dense matrix; a repeated (date, symbol) is an error."""
-    out = np.full(shape, fill)
-    seen = np.zeros(shape, np.bool_)
-    seen[days, codes] = True
-    if int(seen.sum()) != len(days):
+    """Scatter long rows of finite values into a NaN matrix; a repeated cell is an error."""
+    out = np.full(shape, np.nan)
+    out[days, codes] = values
+    # values are finite, so fewer filled cells than rows means two rows hit one cell
+    if int(np.count_nonzero(~np.isnan(out))) != len(days):
         msg = f"{what} frame has duplicate (`date`, `symbol`) rows"
         raise BacktestError(msg)
-    out[days, codes] = values
     return out
+
+
+def _codes(symbols: pl.Series, universe: pl.Series) -> np.ndarray:
+    """Column index of each symbol in the sorted universe (an Enum's physical code)."""
+    return symbols.cast(pl.Enum(universe)).to_physical().to_numpy().astype(np.int64)
 
 
 def simulate(
@@ -209,7 +212,7 @@ def simulate(
         raise BacktestError(msg)
 
     # dates: all price dates (for delisting) and the window
-    all_days = np.unique(_day_numbers(prices))
+    all_days = prices["date"].unique().sort().cast(pl.Int32).to_numpy().astype(np.int64)
     lo = all_days[0] if start is None else max(all_days[0], _day_number(start))
     hi = all_days[-1] if end is None else min(all_days[-1], _day_number(end))
     win = all_days[(all_days >= lo) & (all_days <= hi)]
@@ -218,31 +221,22 @@ def simulate(
         raise BacktestError(msg)
     symbols = prices["symbol"].unique().sort()  # byte-wise order = tie-break order
     n_days, n_sym = win.size, symbols.len()
-    sym_index = pl.DataFrame({"symbol": symbols, "_s": pl.int_range(n_sym, eager=True)})
 
     # delisting: first window date after a symbol's last price, if its prices end early
-    last_day = (
-        prices.group_by("symbol")
-        .agg(pl.col("date").max().cast(pl.Int32).alias("_last"))
-        .join(sym_index, on="symbol")
-        .sort("_s")["_last"]
-        .to_numpy()
-        .astype(np.int64)
-    )
+    last = prices.group_by("symbol").agg(pl.col("date").max().cast(pl.Int32).alias("_last"))
+    last_day = np.empty(n_sym, np.int64)
+    last_day[_codes(last["symbol"], symbols)] = last["_last"].to_numpy()
     dead_from = np.searchsorted(win, last_day, side="right").astype(np.int64)
     dead_from[last_day >= all_days[-1]] = n_days
 
-    in_win = prices.filter(
-        pl.col("date").cast(pl.Int32).is_between(int(lo), int(hi))
-    ).join(sym_index, on="symbol")
+    in_win = prices.filter(pl.col("date").cast(pl.Int32).is_between(int(lo), int(hi)))
     d_idx = np.searchsorted(win, _day_numbers(in_win))
-    s_idx = in_win["_s"].to_numpy().astype(np.int64)
+    s_idx = _codes(in_win["symbol"], symbols)
     close = _dense(d_idx, s_idx, in_win["close"].cast(pl.Float64).to_numpy(), (n_days, n_sym),
-                   np.nan, "prices")
+                   "prices")
     if use_open:
-        opens = in_win["open"].cast(pl.Float64).fill_null(float("nan")).to_numpy()
         open_ = np.full((n_days, n_sym), np.nan)
-        open_[d_idx, s_idx] = opens
+        open_[d_idx, s_idx] = in_win["open"].cast(pl.Float64).fill_null(np.nan).to_numpy()
     else:
         open_ = np.empty((0, 0))
 
@@ -250,17 +244,19 @@ def simulate(
     w_days = _day_numbers(weights)
     w_pos = np.searchsorted(win, w_days)
     w_ok = (w_pos < n_days) & (win[np.minimum(w_pos, n_days - 1)] == w_days)
-    wk = weights.with_columns(pl.Series("_d", w_pos)).filter(pl.Series(w_ok))
-    wk = wk.join(sym_index, on="symbol")
+    reb_days = np.unique(w_pos[w_ok])
+    row_of = np.full(n_days, -1, np.int64)
+    row_of[reb_days] = np.arange(reb_days.size)
+    known = weights["symbol"].is_in(symbols.implode()).fill_null(False).to_numpy()
+    keep = w_ok & known
+    wk = weights.filter(pl.Series(keep))
     weight_vals = wk["weight"].cast(pl.Float64).to_numpy()
     if not np.isfinite(weight_vals).all():
         msg = "column `weight` of the weights frame must be finite"
         raise BacktestError(msg)
-    reb_days = np.unique(w_pos[w_ok])
-    row_of = np.full(n_days, -1, np.int64)
-    row_of[reb_days] = np.arange(reb_days.size)
-    wmat = _dense(row_of[wk["_d"].to_numpy()], wk["_s"].to_numpy().astype(np.int64), weight_vals,
-                  (reb_days.size, n_sym), 0.0, "weights")
+    wmat = _dense(row_of[w_pos[keep]], _codes(wk["symbol"], symbols), weight_vals,
+                  (reb_days.size, n_sym), "weights")
+    np.nan_to_num(wmat, copy=False, nan=0.0)  # unlisted symbols: target 0
     exec_row = np.full(n_days, -1, np.int64)
     if use_open:
         exec_row[1:] = row_of[:-1]  # weights of date t trade at the open of the next date
