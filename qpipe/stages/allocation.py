@@ -40,6 +40,7 @@ import polars as pl
 
 from qpipe.errors import StageError
 from qpipe.stages.base import stage
+from qpipe.stages.signals import ordered_sum
 
 __all__ = ["RebalanceRule", "Scheme", "allocate", "rebalance_dates", "vol_target_scale"]
 
@@ -47,6 +48,7 @@ Scheme = Literal["top_n", "long_short", "inverse_vol", "proportional"]
 RebalanceRule = Literal["daily", "weekly", "month_end", "month_start", "every_k"]
 KEYS = ("date", "symbol")
 PERIODS_PER_YEAR = 252
+LIMIT_SLACK = 1e-12  # far inside the audit's 1e-9 gross tolerance
 
 
 def rebalance_dates(dates: pl.LazyFrame, rule: RebalanceRule, every_k: int = 21) -> pl.LazyFrame:
@@ -111,7 +113,7 @@ def _scheme_weights(
     elif scheme == "inverse_vol":
         ranked = _by_score(cand, "signal").filter(pl.col("_pos") < top_n).sort(KEYS)
         inv = 1.0 / pl.col("risk_vol")
-        out = ranked.with_columns((inv / inv.sum().over("date")).alias("weight"))
+        out = ranked.with_columns((inv / ordered_sum(inv).over("date")).alias("weight"))
     elif scheme == "long_short":
         ranked = _by_score(cand, "signal")
         # small epsilon: 0.29 * 100 must give 29, not 28
@@ -126,7 +128,7 @@ def _scheme_weights(
         out = ranked.with_columns(weight.alias("weight"))
     elif scheme == "proportional":
         s = pl.col("signal").clip(lower_bound=0.0) if long_only else pl.col("signal")
-        total = s.abs().sum().over("date")
+        total = ordered_sum(s.abs()).over("date")
         out = cand.sort(KEYS).with_columns(
             pl.when(total > 0).then(s / total).otherwise(0.0).alias("weight")
         )
@@ -180,14 +182,19 @@ def vol_target_scale(
         .join(rets, on=["_s", "symbol"], how="left")
         .with_columns(pl.col("ret").fill_null(0.0).fill_nan(0.0))
     )
-    # Sorted before each sum so the result is bit-identical whatever the thread count.
+    # Sorted, and summed in row order, so the bits do not depend on the thread count.
+    p = pl.col("_p")
+    n = pl.len().over("date")
+    mean = ordered_sum(p).over("date") / n
+    sd = (ordered_sum((p - mean) ** 2).over("date") / (n - 1)).sqrt()
     port = (
         held.sort(["date", "_s", "symbol"])
         .group_by(["date", "_s"], maintain_order=True)
-        .agg((pl.col("weight") * pl.col("ret")).sum().alias("_p"))
+        .agg(ordered_sum(pl.col("weight") * pl.col("ret")).alias("_p"))
         .sort(["date", "_s"])
+        .with_columns(sd.alias("_sd"), n.alias("_len"))
         .group_by("date", maintain_order=True)
-        .agg(pl.col("_p").std(ddof=1).alias("_sd"), pl.len().alias("_len"))
+        .agg(pl.col("_sd").first(), pl.col("_len").first())
     )
     sigma = pl.when(pl.col("_len") >= window).then(pl.col("_sd") * math.sqrt(PERIODS_PER_YEAR))
     return port.select("date", sigma.otherwise(None).alias("sigma")).sort("date")
@@ -243,9 +250,10 @@ def allocate(
     w = pl.col("weight")
     weights = _scheme_weights(cand, scheme, top_n, quantile, long_only)
     weights = weights.with_columns(w.clip(-max_weight, max_weight))
-    gross = w.abs().sum().over("date")
+    gross = ordered_sum(w.abs()).over("date")
+    # a 1-ulp excess (fifty 0.02s add up to 1.0000000000000002) is not worth rescaling
     weights = weights.with_columns(
-        pl.when(gross > gross_leverage)
+        pl.when(gross > gross_leverage + LIMIT_SLACK)
         .then(w * (gross_leverage / gross))
         .otherwise(w)
         .alias("weight")
@@ -253,7 +261,7 @@ def allocate(
     if target_vol > 0:
         rets = features.select(*KEYS, pl.col("ret").cast(pl.Float64))
         sigma = vol_target_scale(weights, rets, sig.select("date"), window=vol_window)
-        g = w.abs().sum().over("date")
+        g = ordered_sum(w.abs()).over("date")
         top = w.abs().max().over("date")
         k = pl.min_horizontal(
             pl.lit(target_vol) / pl.col("sigma"),

@@ -15,10 +15,20 @@ import polars as pl
 from qpipe.errors import StageError
 from qpipe.stages.base import stage
 
-__all__ = ["SignalMethod", "cross_sectional", "cs_rank", "cs_zscore", "ma_crossover"]
+__all__ = ["SignalMethod", "cross_sectional", "cs_rank", "cs_zscore", "ma_crossover", "ordered_sum"]
 
 SignalMethod = Literal["rank", "zscore", "raw"]
 KEYS = ("date", "symbol")
+
+
+def ordered_sum(expr: pl.Expr) -> pl.Expr:
+    """Sum of ``expr`` (nulls as 0) adding the rows in their order, as an aggregation.
+
+    Polars' ``sum`` may split a group into chunks whose number depends on the thread count, so
+    its last bits can differ between runs; ``cum_sum`` is sequential, so its last value is the
+    same on every run. Use it on rows sorted by (date, symbol): ``ordered_sum(x).over("date")``.
+    """
+    return expr.fill_null(0.0).cum_sum().last()
 
 
 def cs_rank(expr: pl.Expr) -> pl.Expr:
@@ -36,10 +46,12 @@ def cs_rank(expr: pl.Expr) -> pl.Expr:
 def cs_zscore(expr: pl.Expr) -> pl.Expr:
     """Z-score per date: ``(x - mean) / std`` (ddof=1) over the date's non-null values.
 
-    Null where the date has fewer than two values or they are all equal.
+    Null where the date has fewer than two values or they are all equal. Sums run in row order
+    (:func:`ordered_sum`): sort by (date, symbol) first for bit-identical results.
     """
-    mean = expr.mean().over("date")
-    std = expr.std(ddof=1).over("date")
+    n = expr.count().over("date")
+    mean = ordered_sum(expr).over("date") / n
+    std = (ordered_sum((expr - mean) ** 2).over("date") / (n - 1)).sqrt()
     return pl.when(std > 0).then((expr - mean) / std).otherwise(None)
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -92,6 +96,36 @@ def test_warmup_days_is_the_longest_window_the_strategy_reads() -> None:
     assert warmup_days(config(lowvol)) == 30
     mr = {"strategy": {"kind": "mean_reversion", "lookback": 5}}
     assert warmup_days(config(mr | {"allocation": {"target_vol": 0.1, "vol_window": 63}})) == 63
+
+
+DIGESTS = """
+import hashlib, io, json, sys
+import polars as pl
+from qpipe.config import ThreadSafeConfig
+from qpipe.strategy import build_strategy
+prices = pl.read_ipc(sys.argv[1])
+for case in json.loads(sys.argv[2]):
+    env = build_strategy(ThreadSafeConfig.from_mapping(case)).apply_lazy({"prices": prices.lazy()})
+    for name in ("features", "signals", "weights"):
+        buf = io.BytesIO()
+        env[name].collect().rechunk().write_ipc(buf)
+        print(hashlib.sha256(buf.getvalue()).hexdigest())
+"""
+
+
+def test_outputs_are_bit_identical_for_any_polars_thread_count(tmp_path) -> None:
+    path = tmp_path / "prices.arrow"
+    make_universe(symbols=60, days=400, seed=2).write_ipc(path)
+    cases = json.dumps([config(case).to_dict() for case in KIND_CASES.values()])
+    out = []
+    for threads in ("1", "2"):
+        env = os.environ | {"POLARS_MAX_THREADS": threads}
+        cmd = [sys.executable, "-c", DIGESTS, str(path), cases]
+        run = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        assert run.returncode == 0, run.stderr
+        out.append(run.stdout.split())
+    assert len(out[0]) == 12
+    assert out[0] == out[1]
 
 
 @pytest.mark.parametrize("name", ["momentum_12_1", "mean_reversion", "risk_parity"])
