@@ -86,6 +86,7 @@ def test_the_core_works_without_mlflow_and_export_says_how_to_install(tmp_path, 
 
 
 @pytest.mark.mlflow
+@pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning")
 def test_export_is_readable_with_mlflows_client_and_idempotent(tmp_path, capsys):
     mlflow = pytest.importorskip("mlflow")
     from qpipe.export.mlflow import export_command, export_runs
