@@ -138,6 +138,22 @@ def test_sells_run_before_buys_so_the_buy_is_funded():
     assert res.equity["cash"].to_list() == [0.0, 0.0]  # within 1e-9 of cash -> filled, cash 0
 
 
+def test_purchase_within_1e9_of_cash_fills_in_full_and_leaves_cash_zero():
+    p = prices_frame([(0, "A", 3.0), (0, "B", 1.7), (0, "C", 9.1)])
+    # 3 x 1/3 leaves 1.1e-16 of cash in floating point; the tolerance zeroes it
+    res = simulate(p, weights_frame([(0, s, 1 / 3) for s in "ABC"]))
+    assert res.equity["cash"][0] == 0.0 and res.equity["unfilled"][0] == 0.0
+    assert res.trades["shares"].to_list() == [(1 / 3) / 3.0, (1 / 3) / 1.7, (1 / 3) / 9.1]
+    # a last buy 4e-10 (relative) above the cash left (0.5) is still filled in full
+    over = simulate(p, weights_frame([(0, "A", 0.5), (0, "B", 0.5 + 2e-10)]))
+    assert over.trades["shares"][1] == (0.5 + 2e-10) / 1.7
+    assert over.equity["cash"][0] == 0.0 and over.equity["unfilled"][0] == 0.0
+    # 4e-9 above is a partial fill with exactly the cash left
+    part = simulate(p, weights_frame([(0, "A", 0.5), (0, "B", 0.5 + 2e-9)]))
+    assert part.trades["shares"][1] == 0.5 / 1.7
+    assert part.equity["unfilled"][0] == pytest.approx(2e-9, rel=1e-6)
+
+
 def test_unpriced_symbol_keeps_holding_and_counts_in_v_at_last_close():
     # Day 1: B has no price. V = 50 + 5 * 12 (A) + 10 * 5 (B at its day-0 close) = 160.
     # Rebalance to 50/50: A target 80 -> buy 20/12 sh; B not traded (keeps 10 sh).
