@@ -235,7 +235,8 @@ def export_runs(ledger_path: str | Path, tracking_uri: str | None = None) -> lis
         return []
 
     mlflow = _mlflow()
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # schema migrations chatter on stderr
+    for name in ("alembic", "mlflow.store.db.utils"):  # database set-up chatter on stderr
+        logging.getLogger(name).setLevel(logging.WARNING)
     client = mlflow.MlflowClient(tracking_uri=uri)
     experiment_id = _experiment_id(client, mlflow, path)
     ledger = Ledger(path)
