@@ -148,7 +148,7 @@ def test_a_data_error_fails_the_run_with_the_stage_error(ray_engine, prices_ctx)
     import ray
 
     store, ctx = prices_ctx
-    with pytest.raises(StageError, match="stage `needs_missing_column`.*volume_typo") as info:
+    with pytest.raises(StageError, match=r"stage `needs_missing_column`.*volume_typo") as info:
         ray_engine.run(Pipeline((needs_missing_column.bind(),)), ctx, store)
     assert not isinstance(info.value, ray.exceptions.RayError)
     assert "Traceback" not in str(info.value)
@@ -165,7 +165,9 @@ def test_scratch_files_are_removed_and_the_store_holds_only_outputs(ray_engine, 
 
 # two-node cluster: last, so the single-node cluster is started once --------------------------
 @pytest.mark.parametrize("transport", ["path", "object"])
-def test_refs_cross_node_boundaries_on_a_two_node_cluster(ray_cluster_address, prices_ctx, transport):
+def test_refs_cross_node_boundaries_on_a_two_node_cluster(
+    ray_cluster_address, prices_ctx, transport
+):
     import ray
 
     from qpipe.engines.ray import RayEngine
