@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import numpy as np
 import polars as pl
 
 from qpipe.errors import StageError
@@ -165,39 +166,61 @@ def vol_target_scale(
     pl.LazyFrame
         `date`, `sigma` (annualised; null with fewer than ``window`` dates of history).
     """
-    idx = dates.select("date").unique().sort("date").with_row_index("_i")
-    reb = weights.select("date").unique().join(idx, on="date")
-    offsets = pl.LazyFrame({"_off": list(range(window))}, schema={"_off": pl.UInt32})
-    pairs = (
-        reb.join(offsets, how="cross")
-        .filter(pl.col("_i") >= pl.col("_off"))
-        .select("date", (pl.col("_i") - pl.col("_off")).alias("_j"))
-        .join(idx.rename({"date": "_s", "_i": "_j"}), on="_j")
-        .select("date", "_s")
+    # Dense numpy over one combined frame: a join of every held name with every window date
+    # was 7M+ rows for daily rebalancing of 50 names; gathering from a dense matrix is ~100x
+    # cheaper. `map_batches` keeps it lazy: it runs when the plan is collected.
+    parts = [
+        returns.select("date", "symbol", pl.col("ret").cast(pl.Float64), pl.lit(0).alias("_part")),
+        weights.select(
+            "date",
+            "symbol",
+            pl.col("weight").cast(pl.Float64).alias("ret"),
+            pl.lit(1).alias("_part"),
+        ),
+        dates.select(
+            "date", pl.lit(None, pl.String).alias("symbol"), pl.lit(None, pl.Float64).alias("ret")
+        ).with_columns(pl.lit(2).alias("_part")),
+    ]
+    combined = pl.concat(parts, how="vertical_relaxed")
+    schema = {"date": pl.Date, "sigma": pl.Float64}
+    return combined.map_batches(lambda df: _sigma(df, window), schema=schema)
+
+
+def _sigma(frame: pl.DataFrame, window: int) -> pl.DataFrame:
+    part = pl.col("_part")
+    dates = frame.filter(part != 1)["date"].unique().sort()
+    rets = frame.filter((part == 0) & pl.col("ret").is_finite())
+    held = frame.filter((part == 1) & (pl.col("ret") != 0.0)).sort("date", "symbol")
+    symbols = pl.concat([rets["symbol"], held["symbol"]]).unique().sort()
+    d_num = dates.to_physical().to_numpy()
+
+    def rows(col: pl.Series) -> np.ndarray:
+        return np.searchsorted(d_num, col.to_physical().to_numpy())
+
+    codes = np.arange(len(symbols))
+
+    def cols(col: pl.Series) -> np.ndarray:
+        return col.replace_strict(symbols, codes, return_dtype=pl.Int64).to_numpy()
+
+    dense = np.zeros((len(dates), len(symbols)))  # a missing return counts as 0
+    dense[rows(rets["date"]), cols(rets["symbol"])] = rets["ret"].to_numpy()
+    h_row, h_col, h_w = rows(held["date"]), cols(held["symbol"]), held["ret"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, h_row[1:] != h_row[:-1]])
+    ends = np.r_[starts[1:], len(h_row)]
+    date_list = dates.to_list()
+    out_dates, out_sigma = [], []
+    for a, b in zip(starts, ends, strict=True):
+        i = int(h_row[a])
+        out_dates.append(date_list[i])
+        if i + 1 < window:
+            out_sigma.append(None)
+            continue
+        # fixed summation order (numpy, one thread): the same bits on every run
+        port = (dense[i - window + 1 : i + 1, h_col[a:b]] * h_w[a:b]).sum(axis=1)
+        out_sigma.append(float(np.std(port, ddof=1) * math.sqrt(PERIODS_PER_YEAR)))
+    return pl.DataFrame(
+        {"date": out_dates, "sigma": out_sigma}, schema={"date": pl.Date, "sigma": pl.Float64}
     )
-    rets = returns.select(pl.col("date").alias("_s"), "symbol", "ret")
-    held = (
-        weights.filter(pl.col("weight") != 0.0)
-        .join(pairs, on="date")
-        .join(rets, on=["_s", "symbol"], how="left")
-        .with_columns(pl.col("ret").fill_null(0.0).fill_nan(0.0))
-    )
-    # Sorted, and summed in row order, so the bits do not depend on the thread count.
-    p = pl.col("_p")
-    n = pl.len().over("date")
-    mean = ordered_sum(p).over("date") / n
-    sd = (ordered_sum((p - mean) ** 2).over("date") / (n - 1)).sqrt()
-    port = (
-        held.sort(["date", "_s", "symbol"])
-        .group_by(["date", "_s"], maintain_order=True)
-        .agg(ordered_sum(pl.col("weight") * pl.col("ret")).alias("_p"))
-        .sort(["date", "_s"])
-        .with_columns(sd.alias("_sd"), n.alias("_len"))
-        .group_by("date", maintain_order=True)
-        .agg(pl.col("_sd").first(), pl.col("_len").first())
-    )
-    sigma = pl.when(pl.col("_len") >= window).then(pl.col("_sd") * math.sqrt(PERIODS_PER_YEAR))
-    return port.select("date", sigma.otherwise(None).alias("sigma")).sort("date")
 
 
 @stage(output="weights", shard=None)
