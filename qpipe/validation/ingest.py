@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import polars as pl
 import pyarrow as pa
@@ -129,7 +129,6 @@ class _Spec:
 
     what: str  # "prices" | "weights" (used in messages)
     required: tuple[str, ...]
-    floats: tuple[str, ...]
     sort_by: tuple[str, str]
     validate: Callable[[pl.DataFrame, dt.date | None, bool], pl.DataFrame | None]
     optional: tuple[str, ...] = field(default=())
@@ -147,12 +146,11 @@ def _validate_weights(frame: pl.DataFrame, today: dt.date | None, unique: bool):
 _PRICES = _Spec(
     "prices",
     REQUIRED_PRICE_COLUMNS,
-    ("close", "open", "high", "low"),
     ("symbol", "date"),
     _validate_prices,
     OPTIONAL_PRICE_COLUMNS,
 )
-_WEIGHTS = _Spec("weights", WEIGHT_COLUMNS, ("weight",), ("date", "symbol"), _validate_weights)
+_WEIGHTS = _Spec("weights", WEIGHT_COLUMNS, ("date", "symbol"), _validate_weights)
 
 
 # --------------------------------------------------------------------------------------------
@@ -247,10 +245,6 @@ def _read_error(path: Path, kind: FileKind, what: str, exc: BaseException) -> Da
     return DataFormatError(msg)
 
 
-def _guard_read(path: Path, kind: FileKind, what: str) -> _ReadGuard:
-    return _ReadGuard(path, kind, what)
-
-
 class _ReadGuard:
     """Turn any reader failure (Polars, Arrow, OS, even a Rust panic) into a DataFormatError."""
 
@@ -260,7 +254,7 @@ class _ReadGuard:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> Literal[False]:
         if exc is None or isinstance(exc, QpipeError):
             return False
         if isinstance(exc, Exception | pl.exceptions.PanicException):
@@ -276,7 +270,7 @@ def read_table(path: str | Path, *, what: str = "prices") -> pl.DataFrame:
     """
     p = Path(path)
     kind = _sniff(p, what)
-    with _guard_read(p, kind, what):
+    with _ReadGuard(p, kind, what):
         if kind == "csv":
             frame = pl.read_csv(p, infer_schema=False, raise_if_empty=True)
         elif kind == "parquet":
@@ -412,11 +406,11 @@ def _normalise(frame: pl.DataFrame, spec: _Spec, problems: dict[str, _TypeProble
     )
     if flags:
         counts = out.select(pl.col(names).sum()).row(0)
-        for (col, _, text), name, count in zip(flags, names, counts, strict=True):
+        for (col, _, wrong), name, count in zip(flags, names, counts, strict=True):
             if count:
                 bad_rows = frame.filter(out.get_column(name)).select(col, _ROW)
                 first = bad_rows.bottom_k(_EXAMPLES, by=_ROW)
-                problem(col, text).add(count, [f"{v!r} on row {r}" for v, r in first.iter_rows()])
+                problem(col, wrong).add(count, [f"{v!r} on row {r}" for v, r in first.iter_rows()])
     return out.drop(names)
 
 
@@ -531,10 +525,17 @@ class _QuarantineWriter:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self._tmp: Path | None = None
-        self._file = None
+        self._file: BinaryIO | None = None
         self._writer: ipc.RecordBatchFileWriter | None = None
 
     def write(self, frame: pl.DataFrame) -> None:
+        try:
+            self._write(frame)
+        except OSError as exc:
+            msg = f"cannot write quarantine file `{self.path}`: {exc.strerror or exc}"
+            raise DataFormatError(msg) from None
+
+    def _write(self, frame: pl.DataFrame) -> None:
         if self.path is None or frame.height == 0:
             return
         table = frame.to_arrow(compat_level=pl.CompatLevel.newest())
@@ -554,6 +555,15 @@ class _QuarantineWriter:
     def close(self) -> Path | None:
         if self._writer is None or self._file is None or self._tmp is None or self.path is None:
             return None
+        try:
+            return self._close()
+        except OSError as exc:
+            msg = f"cannot write quarantine file `{self.path}`: {exc.strerror or exc}"
+            raise DataFormatError(msg) from None
+
+    def _close(self) -> Path | None:
+        assert self._writer is not None and self._file is not None and self._tmp is not None
+        assert self.path is not None
         self._writer.close()
         self._file.flush()
         os.fsync(self._file.fileno())
@@ -744,7 +754,7 @@ class _StagingWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._sink = None
+        self._sink: BinaryIO | None = None
         self._writer: ipc.RecordBatchFileWriter | None = None
 
     def write(self, frame: pl.DataFrame) -> None:
@@ -760,6 +770,10 @@ class _StagingWriter:
             table = table.cast(self._schema)
         self._writer.write_table(table, max_chunksize=BATCH_ROWS)
 
+    def abort(self) -> None:
+        if self._sink is not None and not self._sink.closed:
+            self._sink.close()
+
     def close(self) -> bool:
         if self._writer is None or self._sink is None:
             return False
@@ -774,12 +788,16 @@ def _adopt(store: ArrowStore, tmp: Path) -> DatasetRef:
     """Move a finished Arrow IPC file into the store under its digest (like ``put``)."""
     digest = store.digest_of(tmp)
     final = store.root / digest[:2] / f"{digest}.arrow"
-    final.parent.mkdir(exist_ok=True)
-    if final.exists() and not final.is_symlink():
-        tmp.unlink()
-    else:
-        os.chmod(tmp, 0o444)  # store entries are immutable
-        os.replace(tmp, final)
+    try:
+        final.parent.mkdir(exist_ok=True)
+        if final.exists() and not final.is_symlink():
+            tmp.unlink()
+        else:
+            os.chmod(tmp, 0o444)  # store entries are immutable
+            os.replace(tmp, final)
+    except OSError as exc:
+        msg = f"cannot write `{final}`: {exc.strerror or exc}"
+        raise StoreError(msg) from None
     ref = store.ref_for(digest)
     if ref is None:
         msg = f"store `{store.root}` did not accept the ingested entry `{final}`"
@@ -802,17 +820,23 @@ def _ingest_batched(
 ) -> IngestResult:
     label = str(path)
     staging_dir = store.root / "tmp"
-    staging_dir.mkdir(exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="ingest.", dir=staging_dir))
-    quarantine = _QuarantineWriter(_quarantine_path(quarantine_dir, path.stem))
     try:
-        with _guard_read(path, kind, spec.what):
+        staging_dir.mkdir(exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="ingest.", dir=staging_dir))
+    except OSError as exc:
+        msg = f"cannot stage `{label}` in the store `{store.root}`: {exc.strerror or exc}"
+        raise StoreError(msg) from None
+    quarantine = _QuarantineWriter(_quarantine_path(quarantine_dir, path.stem))
+    writers: list[_StagingWriter] = []
+    try:
+        with _ReadGuard(path, kind, spec.what):
             result = _batched_passes(
                 path,
                 kind,
                 spec,
                 work,
                 quarantine,
+                writers,
                 label=label,
                 today=today,
                 validate=validate,
@@ -829,6 +853,8 @@ def _ingest_batched(
         quarantine.abort()
         raise
     finally:
+        for writer in writers:
+            writer.abort()
         for leftover in work.glob("*"):
             leftover.unlink(missing_ok=True)
         work.rmdir()
@@ -850,6 +876,7 @@ def _batched_passes(
     spec: _Spec,
     work: Path,
     quarantine: _QuarantineWriter,
+    writers: list[_StagingWriter],
     *,
     label: str,
     today: dt.date | None,
@@ -859,6 +886,7 @@ def _batched_passes(
     failures = _Failures()
     problems: dict[str, _TypeProblem] = {}
     staging = _StagingWriter(work / "staging.arrow")
+    writers.append(staging)
     offset = 1
     sorted_input = True
     last_key: tuple | None = None
@@ -916,6 +944,7 @@ def _batched_passes(
     # Pass 2: uniqueness across batches on the sorted keys; write the store entry.
     entry = work / "entry.arrow"
     out = _StagingWriter(entry)
+    writers.append(out)
     buffer: list[pl.DataFrame] = []
     buffered = rows = symbols = 0
     carry: pl.DataFrame | None = None  # last row of the previous batch
@@ -1011,7 +1040,7 @@ def _ingest_file(
         msg = f"`batch_rows` must be positive, got {batch_rows}"
         raise DataFormatError(msg)
     digest = file_digest(p)
-    with _guard_read(p, kind, spec.what):
+    with _ReadGuard(p, kind, spec.what):
         estimate = _estimated_rows(p, kind)
     if spec is _PRICES and estimate > batch_rows:
         return _ingest_batched(
