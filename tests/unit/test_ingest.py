@@ -533,3 +533,11 @@ def test_validate_prices_reports_a_wrong_dtype_without_rows():
 
 def test_every_ingestion_error_is_a_qpipe_error():
     assert issubclass(DataFormatError, QpipeError) and issubclass(SchemaValidationError, QpipeError)
+
+
+def test_arrow_stream_named_arrow_is_refused_with_a_hint(tmp_path, store, small):
+    path = tmp_path / "stream.arrow"
+    with path.open("wb") as f:
+        small.write_ipc_stream(f)
+    with pytest.raises(DataFormatError, match=r"`.*stream\.arrow` is an Arrow IPC stream"):
+        ingest(path, store)
