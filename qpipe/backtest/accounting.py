@@ -121,6 +121,21 @@ def _codes(symbols: pl.Series, universe: pl.Series) -> np.ndarray:
     return symbols.cast(pl.Enum(universe)).to_physical().to_numpy().astype(np.int64)
 
 
+def _universe(symbols: pl.Series) -> tuple[pl.Series, np.ndarray]:
+    """The distinct symbols in byte-wise order, and each row's index into them.
+
+    Goes through a Categorical so that the strings are hashed once, not sorted per row.
+    """
+    cat = symbols.cast(pl.Categorical)
+    phys = cat.to_physical().to_numpy().astype(np.int64)
+    distinct = cat.unique()
+    names = distinct.cast(pl.String)
+    order = names.arg_sort().to_numpy()
+    code_of = np.zeros(int(phys.max()) + 1, np.int64)
+    code_of[distinct.to_physical().to_numpy()[order]] = np.arange(order.size)
+    return names.gather(order).alias("symbol"), code_of[phys]
+
+
 def simulate(
     prices: pl.DataFrame,
     weights: pl.DataFrame,
@@ -206,12 +221,16 @@ def simulate(
     if prices.height == 0:
         msg = "prices frame is empty; nothing to backtest"
         raise BacktestError(msg)
+    if prices["symbol"].null_count() or prices["date"].null_count():
+        msg = "columns `date` and `symbol` of the prices frame must not be null"
+        raise BacktestError(msg)
     closes = prices["close"].cast(pl.Float64)
     if closes.null_count() or not bool((closes.is_finite() & (closes > 0)).all()):
         msg = "column `close` of the prices frame must be finite and > 0 on every row"
         raise BacktestError(msg)
 
     # dates: all price dates (for delisting) and the window
+    days = _day_numbers(prices)
     all_days = prices["date"].unique().sort().cast(pl.Int32).to_numpy().astype(np.int64)
     lo = all_days[0] if start is None else max(all_days[0], _day_number(start))
     hi = all_days[-1] if end is None else min(all_days[-1], _day_number(end))
@@ -219,24 +238,25 @@ def simulate(
     if win.size == 0:
         msg = f"no price dates between `start` {start} and `end` {end}"
         raise BacktestError(msg)
-    symbols = prices["symbol"].unique().sort()  # byte-wise order = tie-break order
+    symbols, codes = _universe(prices["symbol"])  # byte-wise order = tie-break order
     n_days, n_sym = win.size, symbols.len()
 
     # delisting: first window date after a symbol's last price, if its prices end early
-    last = prices.group_by("symbol").agg(pl.col("date").max().cast(pl.Int32).alias("_last"))
-    last_day = np.empty(n_sym, np.int64)
-    last_day[_codes(last["symbol"], symbols)] = last["_last"].to_numpy()
+    last_day = np.full(n_sym, np.iinfo(np.int64).min)
+    np.maximum.at(last_day, codes, days)
     dead_from = np.searchsorted(win, last_day, side="right").astype(np.int64)
     dead_from[last_day >= all_days[-1]] = n_days
 
-    in_win = prices.filter(pl.col("date").cast(pl.Int32).is_between(int(lo), int(hi)))
-    d_idx = np.searchsorted(win, _day_numbers(in_win))
-    s_idx = _codes(in_win["symbol"], symbols)
-    close = _dense(d_idx, s_idx, in_win["close"].cast(pl.Float64).to_numpy(), (n_days, n_sym),
-                   "prices")
+    in_win = (days >= lo) & (days <= hi)
+    row_of_day = np.full(int(hi - lo) + 1, -1, np.int64)  # day number -> window row
+    row_of_day[win - lo] = np.arange(n_days)
+    d_idx = row_of_day[days[in_win] - lo]
+    s_idx = codes[in_win]
+    close = _dense(d_idx, s_idx, closes.to_numpy()[in_win], (n_days, n_sym), "prices")
     if use_open:
         open_ = np.full((n_days, n_sym), np.nan)
-        open_[d_idx, s_idx] = in_win["open"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        opens = prices["open"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        open_[d_idx, s_idx] = opens[in_win]
     else:
         open_ = np.empty((0, 0))
 
@@ -244,7 +264,7 @@ def simulate(
     w_days = _day_numbers(weights)
     w_pos = np.searchsorted(win, w_days)
     w_ok = (w_pos < n_days) & (win[np.minimum(w_pos, n_days - 1)] == w_days)
-    reb_days = np.unique(w_pos[w_ok])
+    reb_days = np.flatnonzero(np.bincount(w_pos[w_ok], minlength=n_days))
     row_of = np.full(n_days, -1, np.int64)
     row_of[reb_days] = np.arange(reb_days.size)
     known = weights["symbol"].is_in(symbols.implode()).fill_null(False).to_numpy()
