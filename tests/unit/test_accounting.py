@@ -444,3 +444,17 @@ def test_turnover_and_exposure_of_a_drifting_portfolio():
     # day 1: A 5 sh * 20 = 100, B -2.5 * 10 = -25, cash 75 -> E = 150
     assert res.equity["gross_exposure"].to_list() == pytest.approx([0.75, 125 / 150])
     assert res.equity["net_exposure"].to_list() == pytest.approx([0.25, 75 / 150])
+
+
+def test_row_order_of_the_inputs_does_not_change_the_outputs():
+    rng = np.random.default_rng(11)
+    rows = [(i, s, float(10 + rng.random())) for i in range(8) for s in ["b", "A", "a", "C"]
+            if rng.random() < 0.8]
+    p = prices_frame(rows)
+    priced = [(r[0], r[1]) for r in rows]
+    w = weights_frame([(d, s, float(rng.normal(0.3, 0.5))) for d, s in priced if d % 3 == 0])
+    base = simulate(p, w, cost_bps=10.0)
+    shuffled = simulate(p.sample(fraction=1.0, shuffle=True, seed=2),
+                        w.sample(fraction=1.0, shuffle=True, seed=3), cost_bps=10.0)
+    assert base.equity.equals(shuffled.equity)
+    assert base.trades.equals(shuffled.trades)
