@@ -274,7 +274,7 @@ def allocate(
     weights = _scheme_weights(cand, scheme, top_n, quantile, long_only)
     weights = weights.with_columns(w.clip(-max_weight, max_weight))
     gross = ordered_sum(w.abs()).over("date")
-    # a 1-ulp excess (fifty 0.02s add up to 1.0000000000000002) is not worth rescaling
+    # a few-ulp excess (fifty 0.02s added in order give 1.0000000000000004) is no reason to rescale
     weights = weights.with_columns(
         pl.when(gross > gross_leverage + LIMIT_SLACK)
         .then(w * (gross_leverage / gross))
