@@ -33,6 +33,7 @@ weight 0 (DESIGN.md, weights).
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from typing import Literal
 
@@ -208,7 +209,8 @@ def _sigma(frame: pl.DataFrame, window: int) -> pl.DataFrame:
     starts = np.flatnonzero(np.r_[True, h_row[1:] != h_row[:-1]])
     ends = np.r_[starts[1:], len(h_row)]
     date_list = dates.to_list()
-    out_dates, out_sigma = [], []
+    out_dates: list[dt.date] = []
+    out_sigma: list[float | None] = []
     for a, b in zip(starts, ends, strict=True):
         i = int(h_row[a])
         out_dates.append(date_list[i])
