@@ -541,3 +541,10 @@ def test_arrow_stream_named_arrow_is_refused_with_a_hint(tmp_path, store, small)
         small.write_ipc_stream(f)
     with pytest.raises(DataFormatError, match=r"`.*stream\.arrow` is an Arrow IPC stream"):
         ingest(path, store)
+
+
+def test_validate_false_sorts_nulls_first_and_keeps_file_order_for_ties(tmp_path, store):
+    csv = "date,symbol,close\n2020-01-03,B,1\n2020-01-02,,2\n2020-01-03,A,3\n2020-01-03,A,4\n"
+    stored = store.open(ingest(write(tmp_path, "p.csv", csv), store, validate=False).ref)
+    assert stored["symbol"].to_list() == [None, "A", "A", "B"]
+    assert stored["close"].to_list() == [2.0, 3.0, 4.0, 1.0]
