@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import secrets
@@ -408,25 +409,17 @@ def run(
 
         audit: AuditReport | None = None
         if cfg.validation.mode != "none":
-            try:
-                audit = audit_allocation(
-                    store.open(ctx["weights"]), store.open(ctx["prices"]), cfg, strategy=strategy
-                )
-            except QpipeError as exc:
-                violations = getattr(exc, "violations", ())
-                book.append(
-                    run_id,
-                    "allocation_audit",
-                    {"passed": False, "violations": [list(map(str, v)) for v in violations[:1000]],
-                     "n_violations": len(violations), "message": str(exc)},
-                )
-                raise
+            audit = audit_allocation(
+                store.open(ctx["weights"]), store.open(ctx["prices"]), cfg,
+                strategy=strategy, raise_on_violation=False,
+            )
             book.append(run_id, "allocation_audit", audit.to_json())
             emit("audited", audit.to_json())
+            audit.raise_for_violations()
 
         ctx = eng.run(_backtest_pipeline(cfg), ctx, store, check=check, on_record=record, cache=cache).context
         metrics_row = store.open(ctx["metrics"]).row(0, named=True)
-        metrics = {k: (None if v is None or (isinstance(v, float) and v != v) else v) for k, v in metrics_row.items()}
+        metrics = {k: _json_number(k, v) for k, v in metrics_row.items()}
         book.append(run_id, "metrics", metrics)
 
         artifacts = _write_outputs(run_id, run_dir, cfg, store, ctx, metrics, book, report)
@@ -456,6 +449,15 @@ def run(
     finally:
         if own_engine and eng is not None:
             eng.close()
+
+
+def _json_number(name: str, value: Any) -> Any:
+    """Metrics as JSON numbers: NaN/inf become null, counts become ints."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    if name.startswith("n_") and float(value).is_integer():
+        return int(value)
+    return value
 
 
 def _write_outputs(

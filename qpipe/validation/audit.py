@@ -116,6 +116,11 @@ class AuditReport:
             "pit_seconds": round(self.pit_seconds, 6),
         }
 
+    def raise_for_violations(self) -> None:
+        """Raise :class:`AllocationAuditError` listing every violation, if there is any."""
+        if self.violations:
+            raise AllocationAuditError(_message(self.violations), self.violations)
+
 
 def _rows(frame: pl.DataFrame, check: str, value: str | None) -> list[Violation]:
     """Violations from a frame with `date`, `symbol` (maybe) and a value column."""
@@ -319,8 +324,8 @@ def audit_allocation(
         pit_cuts=tuple(cuts),
         pit_seconds=pit_seconds,
     )
-    if violations and raise_on_violation:
-        raise AllocationAuditError(_message(violations), violations)
+    if raise_on_violation:
+        report.raise_for_violations()
     return report
 
 

@@ -146,3 +146,51 @@ def test_subprocess_exit_code_and_no_traceback(tmp_path):
         capture_output=True, text=True, timeout=120,
     )
     assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def _weights_file(tmp_path, prices: pl.DataFrame, weight: float) -> Path:
+    dates = prices["date"].unique().sort()
+    month_ends = (
+        prices.select("date").unique()
+        .group_by(pl.col("date").dt.truncate("1mo").alias("month"))
+        .agg(pl.col("date").max())["date"].sort()
+    )
+    symbols = prices.filter(pl.col("date") == dates[0])["symbol"].sort()[:4]
+    frame = pl.DataFrame(
+        {"date": [d for d in month_ends for _ in symbols], "symbol": [s for _ in month_ends for s in symbols]}
+    ).with_columns(pl.lit(weight).alias("weight"))
+    frame = frame.join(prices.select("date", "symbol"), on=["date", "symbol"], how="semi")
+    path = tmp_path / "weights.csv"
+    frame.write_csv(path)
+    return path
+
+
+def test_external_weights_are_audited_and_backtested(tmp_path, small_prices):
+    prices = tmp_path / "prices.csv"
+    small_prices.write_csv(prices)
+    weights = _weights_file(tmp_path, small_prices, 0.25)
+    out = tmp_path / "runs"
+    code = runner_main(["--data", str(prices), "--weights", str(weights), "--out", str(out), "--quiet",
+                        "--no-report", "--set", "backtest.cost_bps=10", "--set", "backtest.initial_capital=1000000",
+                        "--set", "allocation.max_weight=0.25"])
+    assert code == 0
+    run_dir = _run_dirs(out)[0]
+    equity = pl.read_ipc(run_dir / "equity.arrow")
+    trades = pl.read_ipc(run_dir / "trades.arrow")
+    assert equity["equity"][0] == 1_000_000  # nothing traded before the first month end
+    assert trades.height > 0 and equity["cost"].sum() == pytest.approx(trades["cost"].sum())
+    assert equity["cost"].sum() == pytest.approx(10 / 1e4 * trades["notional"].abs().sum())
+
+
+def test_weights_breaking_the_limits_fail_the_audit_and_are_recorded(tmp_path, small_prices, capsys):
+    prices = tmp_path / "prices.csv"
+    small_prices.write_csv(prices)
+    weights = _weights_file(tmp_path, small_prices, 0.6)  # gross 2.4 > 1, name 0.6 > 0.1
+    out = tmp_path / "runs"
+    assert runner_main(["--data", str(prices), "--weights", str(weights), "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "allocation audit found" in err and "max_weight" in err and "gross_leverage" in err
+    records = _ledger(out)
+    audit = next(r for r in records if r["kind"] == "allocation_audit")["data"]
+    assert audit["passed"] is False and audit["n_violations"] > 0
+    assert records[-1]["kind"] == "run_failed" and records[-1]["data"]["error"] == "AllocationAuditError"
