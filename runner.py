@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run from a checkout without installing
 
-from qpipe.cli import runner_main  # noqa: E402
+from qpipe.cli import runner_main
 
 if __name__ == "__main__":
     sys.exit(runner_main())

@@ -53,4 +53,7 @@ if __name__ == "__main__":
             print(f"qpipe: {p}", file=sys.stderr)
         if found:
             sys.exit(1)
-        print("qpipe: installed versions: " + ", ".join(f"{k} {v}" for k, v in package_versions().items()))
+        print(
+            "qpipe: installed versions: "
+            + ", ".join(f"{k} {v}" for k, v in package_versions().items())
+        )

@@ -21,6 +21,7 @@ step needs them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -80,8 +81,13 @@ class RunPaths:
         return path
 
 
-def resolve_paths(cfg: ThreadSafeConfig, out: str | Path | None = None, ledger: str | Path | None = None) -> RunPaths:
-    """Precedence: explicit argument > config > default (``runs``, ``<out>/audit.jsonl``, ``<out>/store``)."""
+def resolve_paths(
+    cfg: ThreadSafeConfig, out: str | Path | None = None, ledger: str | Path | None = None
+) -> RunPaths:
+    """Paths: explicit argument > config > default.
+
+    Defaults: ``runs``, ``<out>/audit.jsonl``, ``<out>/store``.
+    """
     out_dir = Path(out or cfg.run.out or "runs")
     ledger_path = Path(ledger or cfg.run.ledger or out_dir / "audit.jsonl")
     store_path = Path(cfg.store.path) if cfg.store.path else out_dir / "store"
@@ -142,12 +148,19 @@ def _git_state() -> tuple[str | None, bool | None]:
     root = Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
         dirty = bool(
             subprocess.run(
                 ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                capture_output=True, text=True, timeout=5, check=True,
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=True,
             ).stdout.strip()
         )
         return commit, dirty
@@ -227,7 +240,9 @@ def _builtin(cfg: ThreadSafeConfig, store: ArrowStore) -> IngestResult:
     except (OSError, ValueError, KeyError, TypeError, QpipeError):
         ref = None
     if ref is not None:
-        return IngestResult(ref, "builtin", ref.digest, ref.rows, 0, time.perf_counter() - start, validated=False)
+        return IngestResult(
+            ref, "builtin", ref.digest, ref.rows, 0, time.perf_counter() - start, validated=False
+        )
     res = ingest_frame(builtin_universe(**params), store, name="builtin", validate=True)
     index.parent.mkdir(exist_ok=True)
     _write_text_atomic(index, json.dumps({"digest": res.ref.digest, "params": params}))
@@ -328,7 +343,8 @@ def run(
     Examples
     --------
     >>> import qpipe
-    >>> result = qpipe.run(qpipe.ThreadSafeConfig.default().replace(data={"symbols": 50}))  # doctest: +SKIP
+    >>> cfg = qpipe.ThreadSafeConfig.default().replace(data={"symbols": 50})
+    >>> result = qpipe.run(cfg)  # doctest: +SKIP
     >>> result.metrics["sharpe"]  # doctest: +SKIP
     """
     cfg = config or ThreadSafeConfig.default()
@@ -386,7 +402,9 @@ def run(
         emit("ingested", {"rows": prices.rows})
         ctx = RunContext({"prices": prices.ref})
         if cfg.data.benchmark:
-            bench = _ingest("benchmark", cfg.data.benchmark, cfg, store, book, run_id, run_dir, validated)
+            bench = _ingest(
+                "benchmark", cfg.data.benchmark, cfg, store, book, run_id, run_dir, validated
+            )
             ctx = ctx.with_refs(benchmark=bench.ref)
         else:
             ctx = ctx.with_refs(benchmark=prices.ref)
@@ -401,7 +419,17 @@ def run(
 
         strategy: Pipeline | None = None
         if cfg.data.weights:
-            w = _ingest("weights", cfg.data.weights, cfg, store, book, run_id, run_dir, validated, kind="weights")
+            w = _ingest(
+                "weights",
+                cfg.data.weights,
+                cfg,
+                store,
+                book,
+                run_id,
+                run_dir,
+                validated,
+                kind="weights",
+            )
             ctx = ctx.with_refs(weights=w.ref)
         else:
             strategy = build_strategy(cfg)
@@ -410,14 +438,19 @@ def run(
         audit: AuditReport | None = None
         if cfg.validation.mode != "none":
             audit = audit_allocation(
-                store.open(ctx["weights"]), store.open(ctx["prices"]), cfg,
-                strategy=strategy, raise_on_violation=False,
+                store.open(ctx["weights"]),
+                store.open(ctx["prices"]),
+                cfg,
+                strategy=strategy,
+                raise_on_violation=False,
             )
             book.append(run_id, "allocation_audit", audit.to_json())
             emit("audited", audit.to_json())
             audit.raise_for_violations()
 
-        ctx = eng.run(_backtest_pipeline(cfg), ctx, store, check=check, on_record=record, cache=cache).context
+        ctx = eng.run(
+            _backtest_pipeline(cfg), ctx, store, check=check, on_record=record, cache=cache
+        ).context
         metrics_row = store.open(ctx["metrics"]).row(0, named=True)
         metrics = {k: _json_number(k, v) for k, v in metrics_row.items()}
         book.append(run_id, "metrics", metrics)
@@ -441,10 +474,9 @@ def run(
         )
     except BaseException as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        try:
+        # the original error matters more than a failure to record it
+        with contextlib.suppress(Exception):
             book.append(run_id, "run_failed", {"error": type(exc).__name__, "message": message})
-        except Exception:  # the original error matters more than a failed record
-            pass
         raise
     finally:
         if own_engine and eng is not None:
@@ -475,7 +507,11 @@ def _write_outputs(
     def note(name: str, digest: str) -> None:
         path = run_dir / name
         artifacts[name] = digest
-        book.append(run_id, "artifact", {"name": name, "path": str(path), "digest": digest, "bytes": path.stat().st_size})
+        book.append(
+            run_id,
+            "artifact",
+            {"name": name, "path": str(path), "digest": digest, "bytes": path.stat().st_size},
+        )
 
     for name in ("equity", "weights", "trades"):
         note(f"{name}.arrow", _link_or_write(ctx[name], store, run_dir / f"{name}.arrow"))

@@ -46,7 +46,9 @@ def guarded(fn: Callable[[], int], *, debug: bool) -> int:
         if debug:
             raise
         first = str(exc).splitlines()[0] if str(exc) else ""
-        _fail(f"internal error {type(exc).__name__}: {first} (re-run with --debug for the traceback)")
+        _fail(
+            f"internal error {type(exc).__name__}: {first} (re-run with --debug for the traceback)"
+        )
         return EXIT_BUG
 
 
@@ -57,13 +59,34 @@ def runner_parser() -> argparse.ArgumentParser:
         description="Run a backtest: built-in data and the default strategy unless told otherwise.",
     )
     p.add_argument("--config", metavar="FILE.toml", help="a TOML config (see configs/)")
-    p.add_argument("--data", metavar="PRICES", help="prices file (CSV, Parquet or Arrow) instead of built-in data")
-    p.add_argument("--weights", metavar="WEIGHTS", help="backtest this weights file instead of the strategy")
-    p.add_argument("--benchmark", metavar="PRICES", help="prices for the benchmark metrics (default: equal-weight universe)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a config key (repeatable; applied last, in order)")
-    p.add_argument("--sweep", action="append", default=[], metavar="SECTION.KEY=V1,V2,...",
-                   help="run the cartesian product of these values (repeatable)")
+    p.add_argument(
+        "--data",
+        metavar="PRICES",
+        help="prices file (CSV, Parquet or Arrow) instead of built-in data",
+    )
+    p.add_argument(
+        "--weights", metavar="WEIGHTS", help="backtest this weights file instead of the strategy"
+    )
+    p.add_argument(
+        "--benchmark",
+        metavar="PRICES",
+        help="prices for the benchmark metrics (default: equal-weight universe)",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config key (repeatable; applied last, in order)",
+    )
+    p.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=V1,V2,...",
+        help="run the cartesian product of these values (repeatable)",
+    )
     p.add_argument("--engine", choices=("local", "ray"), help="execution engine (default: local)")
     p.add_argument("--out", metavar="DIR", help="runs root (default: runs)")
     p.add_argument("--ledger", metavar="FILE", help="ledger file (default: <out>/audit.jsonl)")
@@ -74,7 +97,7 @@ def runner_parser() -> argparse.ArgumentParser:
 
 
 def resolve_config(args: argparse.Namespace) -> ThreadSafeConfig:
-    """Precedence: defaults < --config < --data/--weights/--benchmark/--engine/--out/--ledger < --set."""
+    """Precedence: defaults < --config < data, engine and path flags < --set."""
     cfg = ThreadSafeConfig.from_toml(args.config) if args.config else ThreadSafeConfig.default()
     data: dict[str, Any] = {}
     if args.data:
@@ -124,7 +147,9 @@ def _run_once(cfg: ThreadSafeConfig, args: argparse.Namespace, argv: Sequence[st
     if args.quiet:
         print(result.out_dir)
     else:
-        Console().print(summary_table(result.metrics, run_id=result.run_id, out_dir=str(result.out_dir)))
+        Console().print(
+            summary_table(result.metrics, run_id=result.run_id, out_dir=str(result.out_dir))
+        )
         print(f"outputs: {result.out_dir}  ({result.seconds:.1f}s; ledger {result.ledger_path})")
     return 0
 
@@ -156,7 +181,9 @@ def main_parser() -> argparse.ArgumentParser:
     common.add_argument("--out", metavar="DIR", help="runs root (default: runs)")
     common.add_argument("--debug", action="store_true", help="show tracebacks")
 
-    p = argparse.ArgumentParser(prog="qpipe", description="qpipe: ledger, replay, export and store commands.")
+    p = argparse.ArgumentParser(
+        prog="qpipe", description="qpipe: ledger, replay, export and store commands."
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     ledger = sub.add_parser("ledger", help="verify or show the ledger")
@@ -166,7 +193,9 @@ def main_parser() -> argparse.ArgumentParser:
     s = lsub.add_parser("show", parents=[common], help="list runs, or one run's records")
     s.add_argument("run_id", nargs="?")
 
-    r = sub.add_parser("replay", parents=[common], help="re-run a recorded run and compare output digests")
+    r = sub.add_parser(
+        "replay", parents=[common], help="re-run a recorded run and compare output digests"
+    )
     r.add_argument("run_id")
 
     m = sub.add_parser("mlflow", help="MLflow view (write-only)")

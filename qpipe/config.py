@@ -132,7 +132,9 @@ def _freeze(value: Any, path: str) -> Any:
     if isinstance(value, FrozenTable):
         return value
     if isinstance(value, Mapping):
-        return FrozenTable({str(k): _freeze(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()})
+        return FrozenTable(
+            {str(k): _freeze(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+        )
     if isinstance(value, list | tuple):
         return tuple(_freeze(v, f"{path}[{i}]") for i, v in enumerate(value))
     if isinstance(value, bool | int | str) or value is None:
@@ -219,7 +221,9 @@ class FrozenTable(Mapping[str, Any]):
 
 
 def _canonical(obj: Any) -> str:
-    return json.dumps(_thaw(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return json.dumps(
+        _thaw(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
 
 
 def _type_name(v: Any) -> str:
@@ -251,7 +255,11 @@ def _check(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
                 problems.append(f"unknown key `{path}`{tip}")
                 continue
             default = DEFAULTS[section][key]
-            if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            if (
+                isinstance(default, float)
+                and isinstance(value, int)
+                and not isinstance(value, bool)
+            ):
                 value = float(value)
             if type(value) is not type(default):
                 problems.append(
@@ -265,7 +273,9 @@ def _check(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     for path, choices in CHOICES.items():
         section, key = path.split(".")
         if merged[section][key] not in choices:
-            problems.append(f"`{path}` must be one of {', '.join(choices)}; got {merged[section][key]!r}")
+            problems.append(
+                f"`{path}` must be one of {', '.join(choices)}; got {merged[section][key]!r}"
+            )
     for path, (lo, hi, lo_incl) in RANGES.items():
         section, key = path.split(".")
         v = merged[section][key]
@@ -278,7 +288,9 @@ def _check(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     if s["kind"] == "ma_crossover" and s["fast"] >= s["slow"]:
         problems.append(f"`strategy.fast` ({s['fast']}) must be < `strategy.slow` ({s['slow']})")
     if s["kind"] == "momentum" and s["skip"] >= s["lookback"]:
-        problems.append(f"`strategy.skip` ({s['skip']}) must be < `strategy.lookback` ({s['lookback']})")
+        problems.append(
+            f"`strategy.skip` ({s['skip']}) must be < `strategy.lookback` ({s['lookback']})"
+        )
     if problems:
         n = len(problems)
         head = f"{n} config error{'s' if n > 1 else ''}: "

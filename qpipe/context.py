@@ -29,6 +29,7 @@ class RunContext(Mapping[str, Any]):
     """An immutable mapping of dataset names to refs."""
 
     __slots__ = ("_refs",)
+    _refs: dict[str, Any]
 
     def __init__(self, refs: Mapping[str, Any] | None = None) -> None:
         refs = dict(refs or {})
@@ -45,7 +46,8 @@ class RunContext(Mapping[str, Any]):
         try:
             return self._refs[name]
         except KeyError:
-            msg = f"run context has no dataset `{name}` (has: {', '.join(sorted(self._refs)) or 'none'})"
+            have = ", ".join(sorted(self._refs)) or "none"
+            msg = f"run context has no dataset `{name}` (has: {have})"
             raise StageError(msg) from None
 
     def __iter__(self) -> Iterator[str]:

@@ -39,7 +39,7 @@ class ConfigError(QpipeError, AttributeError):
 
 
 class DataFormatError(QpipeError):
-    """An input file cannot be read as what it claims to be (missing, empty, corrupt, wrong format)."""
+    """An input file cannot be read as what it claims to be (missing, empty, corrupt...)."""
 
 
 class SchemaValidationError(QpipeError):

@@ -65,24 +65,26 @@ def replay(run_id: str, ledger_path: str | Path) -> ReplayReport:
                 msg = f"input `{source}` of run `{run_id}` no longer exists"
                 raise ReplayError(msg)
             if file_digest(source) != rec["data"]["source_digest"]:
-                msg = f"input `{source}` changed since run `{run_id}` (digest differs); refusing to replay"
+                msg = f"input `{source}` changed since run `{run_id}`; refusing to replay"
                 raise ReplayError(msg)
     recorded = {r["data"]["name"]: r["data"]["digest"] for r in recs if r["kind"] == "artifact"}
     out = Path(started["out_dir"]).parent if started.get("out_dir") else None
     result: RunResult = run(cfg, out=out, ledger=ledger.path, argv=["replay", run_id], report=False)
     new_prices = next(
-        (r["data"]["digest"] for r in _records_of(ledger, result.run_id) if r["kind"] == "dataset"), None
+        (r["data"]["digest"] for r in _records_of(ledger, result.run_id) if r["kind"] == "dataset"),
+        None,
     )
     old_prices = next((r["data"]["digest"] for r in recs if r["kind"] == "dataset"), None)
     if old_prices != new_prices:
-        msg = f"the prices of run `{run_id}` changed (stored digest {str(old_prices)[:12]} != {str(new_prices)[:12]})"
+        old, new = str(old_prices)[:12], str(new_prices)[:12]
+        msg = f"the prices of run `{run_id}` changed (stored digest {old} != {new})"
         raise ReplayError(msg)
     outputs = {name: (recorded.get(name), result.artifacts.get(name)) for name in DATA_OUTPUTS}
     return ReplayReport(run_id, result.run_id, outputs)
 
 
 def replay_command(run_id: str, ledger_path: Path) -> int:
-    """``python -m qpipe replay RUN_ID``: print per-output verdicts; exit 0 only if all identical."""
+    """``python -m qpipe replay RUN_ID``: print verdicts; exit 0 only if all are identical."""
     report = replay(run_id, ledger_path)
     for name, (old, new) in report.outputs.items():
         verdict = "identical" if old is not None and old == new else "DIFFERENT"

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Protocol
-
 import hashlib
 import json
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import polars as pl
 
@@ -39,7 +38,10 @@ class StageRecord:
         return {
             "stage": self.name,
             "inputs": dict(self.inputs),
-            "outputs": {k: {"digest": r.digest, "rows": r.rows, "path": r.path} for k, r in self.outputs.items()},
+            "outputs": {
+                k: {"digest": r.digest, "rows": r.rows, "path": r.path}
+                for k, r in self.outputs.items()
+            },
             "seconds": round(self.seconds, 6),
             "shards": self.shards,
             "retries": self.retries,

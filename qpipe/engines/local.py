@@ -105,7 +105,9 @@ class LocalEngine:
                 done = [run_step(s, context, store, check, cache) for s in level]
             else:
                 with ThreadPoolExecutor(max_workers=min(self.threads, len(level))) as pool:
-                    futures = [pool.submit(run_step, s, context, store, check, cache) for s in level]
+                    futures = [
+                        pool.submit(run_step, s, context, store, check, cache) for s in level
+                    ]
                     done = [f.result() for f in futures]
             for record in done:  # pipeline order, whatever finished first
                 context = context.with_refs(**record.outputs)

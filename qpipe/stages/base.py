@@ -48,7 +48,9 @@ class Stage:
     shard: ShardBy = None
     doc: str = ""
 
-    def __call__(self, *frames: pl.LazyFrame, **params: Any) -> pl.LazyFrame | tuple[pl.LazyFrame, ...]:
+    def __call__(
+        self, *frames: pl.LazyFrame, **params: Any
+    ) -> pl.LazyFrame | tuple[pl.LazyFrame, ...]:
         return self.fn(*frames, **params)
 
     def bind(
@@ -70,7 +72,8 @@ class Stage:
         ins = inputs or self.inputs
         outs = outputs or self.outputs
         if len(ins) != len(self.inputs) or len(outs) != len(self.outputs):
-            msg = f"stage `{self.name}` takes {len(self.inputs)} input(s) and gives {len(self.outputs)} output(s)"
+            n_in, n_out = len(self.inputs), len(self.outputs)
+            msg = f"stage `{self.name}` takes {n_in} input(s) and gives {n_out} output(s)"
             raise StageError(msg)
         return Step(self, FrozenTable(params), tuple(ins), tuple(outs), name or self.name)
 
@@ -104,7 +107,8 @@ def stage(
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
                 if not _is_lazy(hints[p.name]):
                     msg = (
-                        f"stage `{fn.__name__}`: positional parameter `{p.name}` must be a pl.LazyFrame; "
+                        f"stage `{fn.__name__}`: positional parameter `{p.name}` "
+                        "must be a pl.LazyFrame; "
                         f"make it keyword-only (after `*`) if it is a param"
                     )
                     raise StageError(msg)
@@ -112,7 +116,7 @@ def stage(
             elif p.kind is p.KEYWORD_ONLY:
                 params.append(p.name)
             else:
-                msg = f"stage `{fn.__name__}`: *args/**kwargs are not allowed; declare each input and param"
+                msg = f"stage `{fn.__name__}`: *args/**kwargs are not allowed; declare each one"
                 raise StageError(msg)
         if "return" not in hints:
             msg = f"stage `{fn.__name__}`: add a return annotation (`-> pl.LazyFrame`)"
@@ -152,7 +156,9 @@ class Step:
             msg = f"stage `{self.name}` failed: {type(exc).__name__}: {first}"
             raise StageError(msg) from exc
         results = result if isinstance(result, tuple) else (result,)
-        if len(results) != len(self.outputs) or not all(isinstance(r, pl.LazyFrame) for r in results):
+        if len(results) != len(self.outputs) or not all(
+            isinstance(r, pl.LazyFrame) for r in results
+        ):
             got = ", ".join(type(r).__name__ for r in results)
             msg = f"stage `{self.name}` must return {len(self.outputs)} LazyFrame(s), got {got}"
             raise StageError(msg)
@@ -161,7 +167,7 @@ class Step:
 
 @dataclass(frozen=True)
 class Pipeline:
-    """An ordered tuple of steps; each step reads names that earlier steps (or the context) provide."""
+    """An ordered tuple of steps; each reads names that earlier steps (or the context) provide."""
 
     steps: tuple[Step, ...]
     name: str = "pipeline"
@@ -209,7 +215,9 @@ class Pipeline:
             remaining = [s for s in remaining if s not in level]
         return levels
 
-    def apply_lazy(self, frames: Mapping[str, pl.LazyFrame], *, until: str | None = None) -> dict[str, pl.LazyFrame]:
+    def apply_lazy(
+        self, frames: Mapping[str, pl.LazyFrame], *, until: str | None = None
+    ) -> dict[str, pl.LazyFrame]:
         """Compose every step lazily (no I/O, nothing collected); stop after output ``until``."""
         env = dict(frames)
         missing = [s for s in self.sources if s not in env]

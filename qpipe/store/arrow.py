@@ -47,7 +47,12 @@ class DatasetRef:
         return tuple(name for name, _ in self.schema)
 
     def to_json(self) -> dict:
-        return {"path": self.path, "digest": self.digest, "rows": self.rows, "schema": [list(s) for s in self.schema]}
+        return {
+            "path": self.path,
+            "digest": self.digest,
+            "rows": self.rows,
+            "schema": [list(s) for s in self.schema],
+        }
 
 
 def _file_digest(path: Path) -> str:

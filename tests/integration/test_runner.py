@@ -15,10 +15,14 @@ from qpipe.cli import main, runner_main
 from tests.conftest import REPO
 
 SMALL = [
-    "--set", "data.symbols=40",
-    "--set", 'data.start="2019-01-01"',
-    "--set", 'data.end="2020-12-31"',
-    "--set", "allocation.top_n=10",
+    "--set",
+    "data.symbols=40",
+    "--set",
+    'data.start="2019-01-01"',
+    "--set",
+    'data.end="2020-12-31"',
+    "--set",
+    "allocation.top_n=10",
 ]
 
 
@@ -41,7 +45,14 @@ def default_run(tmp_path_factory):
 def test_default_run_writes_the_run_folder(default_run):
     (run_dir,) = _run_dirs(default_run)
     names = {p.name for p in run_dir.iterdir()}
-    assert {"equity.arrow", "weights.arrow", "trades.arrow", "metrics.json", "config.toml", "report.html"} <= names
+    assert {
+        "equity.arrow",
+        "weights.arrow",
+        "trades.arrow",
+        "metrics.json",
+        "config.toml",
+        "report.html",
+    } <= names
     for name in ("equity.arrow", "weights.arrow", "trades.arrow"):
         with open(run_dir / name, "rb") as f:
             assert f.read(6) == b"ARROW1"  # Arrow IPC *file*
@@ -88,11 +99,27 @@ def test_replay_reports_identical_outputs(default_run, capsys):
 def test_rerun_of_validated_data_skips_tier1(tmp_path, small_prices):
     prices = tmp_path / "prices.parquet"
     small_prices.write_parquet(prices)
-    args = ["--data", str(prices), "--out", str(tmp_path / "runs"), "--quiet", "--no-report",
-            "--set", "strategy.lookback=20", "--set", "strategy.skip=2", "--set", "allocation.top_n=3"]
+    args = [
+        "--data",
+        str(prices),
+        "--out",
+        str(tmp_path / "runs"),
+        "--quiet",
+        "--no-report",
+        "--set",
+        "strategy.lookback=20",
+        "--set",
+        "strategy.skip=2",
+        "--set",
+        "allocation.top_n=3",
+    ]
     assert runner_main(args) == 0
     assert runner_main(args) == 0
-    tier1 = [r["data"] for r in _ledger(tmp_path / "runs") if r["kind"] == "validation" and r["data"]["tier"] == "tier1"]
+    tier1 = [
+        r["data"]
+        for r in _ledger(tmp_path / "runs")
+        if r["kind"] == "validation" and r["data"]["tier"] == "tier1"
+    ]
     assert [t["skipped"] for t in tier1] == [False, True]
 
 
@@ -106,7 +133,14 @@ def test_rerun_of_validated_data_skips_tier1(tmp_path, small_prices):
         ("date,symbol,close\n2020-01-02,A,abc\n", "close"),
         ("", "empty"),
     ],
-    ids=["missing-column", "negative-close", "duplicate", "null-symbol", "wrong-type", "empty-file"],
+    ids=[
+        "missing-column",
+        "negative-close",
+        "duplicate",
+        "null-symbol",
+        "wrong-type",
+        "empty-file",
+    ],
 )
 def test_bad_price_files_fail_with_one_line_and_are_recorded(tmp_path, capsys, content, fragment):
     bad = tmp_path / "prices.csv"
@@ -131,19 +165,40 @@ def test_not_what_the_extension_says(tmp_path, capsys):
 def test_config_errors_exit_nonzero_with_one_line(tmp_path, capsys):
     assert runner_main(["--set", "backtest.cost_bsp=5", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
-    assert "did you mean `backtest.cost_bps`" in err and err.count("\n") == 1  # fails before any progress
+    assert (
+        "did you mean `backtest.cost_bps`" in err and err.count("\n") == 1
+    )  # fails before any progress
 
 
 def test_subprocess_exit_code_and_no_traceback(tmp_path):
     proc = subprocess.run(
-        [sys.executable, str(REPO / "runner.py"), "--data", str(tmp_path / "missing.csv"), "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            str(REPO / "runner.py"),
+            "--data",
+            str(tmp_path / "missing.csv"),
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr and "missing.csv" in proc.stderr
     debug = subprocess.run(
-        [sys.executable, str(REPO / "runner.py"), "--data", str(tmp_path / "missing.csv"), "--out", str(tmp_path), "--debug"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            str(REPO / "runner.py"),
+            "--data",
+            str(tmp_path / "missing.csv"),
+            "--out",
+            str(tmp_path),
+            "--debug",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert debug.returncode != 0 and "Traceback" in debug.stderr
 
@@ -151,13 +206,18 @@ def test_subprocess_exit_code_and_no_traceback(tmp_path):
 def _weights_file(tmp_path, prices: pl.DataFrame, weight: float) -> Path:
     dates = prices["date"].unique().sort()
     month_ends = (
-        prices.select("date").unique()
+        prices.select("date")
+        .unique()
         .group_by(pl.col("date").dt.truncate("1mo").alias("month"))
-        .agg(pl.col("date").max())["date"].sort()
+        .agg(pl.col("date").max())["date"]
+        .sort()
     )
     symbols = prices.filter(pl.col("date") == dates[0])["symbol"].sort()[:4]
     frame = pl.DataFrame(
-        {"date": [d for d in month_ends for _ in symbols], "symbol": [s for _ in month_ends for s in symbols]}
+        {
+            "date": [d for d in month_ends for _ in symbols],
+            "symbol": [s for _ in month_ends for s in symbols],
+        }
     ).with_columns(pl.lit(weight).alias("weight"))
     frame = frame.join(prices.select("date", "symbol"), on=["date", "symbol"], how="semi")
     path = tmp_path / "weights.csv"
@@ -170,9 +230,24 @@ def test_external_weights_are_audited_and_backtested(tmp_path, small_prices):
     small_prices.write_csv(prices)
     weights = _weights_file(tmp_path, small_prices, 0.25)
     out = tmp_path / "runs"
-    code = runner_main(["--data", str(prices), "--weights", str(weights), "--out", str(out), "--quiet",
-                        "--no-report", "--set", "backtest.cost_bps=10", "--set", "backtest.initial_capital=1000000",
-                        "--set", "allocation.max_weight=0.25"])
+    code = runner_main(
+        [
+            "--data",
+            str(prices),
+            "--weights",
+            str(weights),
+            "--out",
+            str(out),
+            "--quiet",
+            "--no-report",
+            "--set",
+            "backtest.cost_bps=10",
+            "--set",
+            "backtest.initial_capital=1000000",
+            "--set",
+            "allocation.max_weight=0.25",
+        ]
+    )
     assert code == 0
     run_dir = _run_dirs(out)[0]
     equity = pl.read_ipc(run_dir / "equity.arrow")
@@ -182,7 +257,9 @@ def test_external_weights_are_audited_and_backtested(tmp_path, small_prices):
     assert equity["cost"].sum() == pytest.approx(10 / 1e4 * trades["notional"].abs().sum())
 
 
-def test_weights_breaking_the_limits_fail_the_audit_and_are_recorded(tmp_path, small_prices, capsys):
+def test_weights_breaking_the_limits_fail_the_audit_and_are_recorded(
+    tmp_path, small_prices, capsys
+):
     prices = tmp_path / "prices.csv"
     small_prices.write_csv(prices)
     weights = _weights_file(tmp_path, small_prices, 0.6)  # gross 2.4 > 1, name 0.6 > 0.1
@@ -193,4 +270,7 @@ def test_weights_breaking_the_limits_fail_the_audit_and_are_recorded(tmp_path, s
     records = _ledger(out)
     audit = next(r for r in records if r["kind"] == "allocation_audit")["data"]
     assert audit["passed"] is False and audit["n_violations"] > 0
-    assert records[-1]["kind"] == "run_failed" and records[-1]["data"]["error"] == "AllocationAuditError"
+    assert (
+        records[-1]["kind"] == "run_failed"
+        and records[-1]["data"]["error"] == "AllocationAuditError"
+    )

@@ -18,7 +18,9 @@ scalars = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),
     st.text(max_size=8),
 )
-tables = st.dictionaries(st.text(min_size=1, max_size=6), st.one_of(scalars, st.lists(scalars, max_size=4)), max_size=6)
+tables = st.dictionaries(
+    st.text(min_size=1, max_size=6), st.one_of(scalars, st.lists(scalars, max_size=4)), max_size=6
+)
 
 
 @given(tables)
@@ -72,7 +74,12 @@ def test_replace_returns_new_config_and_leaves_original():
 
 def test_dotted_overrides_apply_in_order():
     cfg = ThreadSafeConfig.default().with_overrides(
-        ["backtest.cost_bps=5", "allocation.long_only=false", "backtest.cost_bps=7", "strategy.kind=mean_reversion"]
+        [
+            "backtest.cost_bps=5",
+            "allocation.long_only=false",
+            "backtest.cost_bps=7",
+            "strategy.kind=mean_reversion",
+        ]
     )
     assert cfg.backtest.cost_bps == 7.0
     assert cfg.allocation.long_only is False
@@ -119,12 +126,15 @@ def test_out_of_range_values(key, value, fragment):
 
 
 def test_int_accepted_where_float_expected_and_digest_equal():
-    assert ThreadSafeConfig({"backtest": {"cost_bps": 5}}).digest == ThreadSafeConfig({"backtest": {"cost_bps": 5.0}}).digest
+    assert (
+        ThreadSafeConfig({"backtest": {"cost_bps": 5}}).digest
+        == ThreadSafeConfig({"backtest": {"cost_bps": 5.0}}).digest
+    )
 
 
 def test_from_toml_errors_name_file_line_and_column(tmp_path):
     missing = tmp_path / "nope.toml"
-    with pytest.raises(ConfigError, match="nope.toml` does not exist"):
+    with pytest.raises(ConfigError, match=r"nope\.toml` does not exist"):
         ThreadSafeConfig.from_toml(missing)
     bad = tmp_path / "bad.toml"
     bad.write_text("[backtest]\ncost_bps = = 5\n")
@@ -132,7 +142,9 @@ def test_from_toml_errors_name_file_line_and_column(tmp_path):
         ThreadSafeConfig.from_toml(bad)
     unknown = tmp_path / "unknown.toml"
     unknown.write_text("[backtest]\ncostbps = 5\n")
-    with pytest.raises(ConfigError, match=r"unknown.toml`: 1 config error: unknown key `backtest.costbps`"):
+    with pytest.raises(
+        ConfigError, match=r"unknown.toml`: 1 config error: unknown key `backtest.costbps`"
+    ):
         ThreadSafeConfig.from_toml(unknown)
 
 

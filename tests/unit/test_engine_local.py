@@ -14,7 +14,9 @@ from qpipe.store import DatasetRef
 
 @stage(output="returns", shard="symbol")
 def rets(prices: pl.LazyFrame) -> pl.LazyFrame:
-    return prices.sort("symbol", "date").with_columns(pl.col("close").pct_change().over("symbol").alias("ret"))
+    return prices.sort("symbol", "date").with_columns(
+        pl.col("close").pct_change().over("symbol").alias("ret")
+    )
 
 
 @stage(output="vol", shard="symbol")
@@ -26,7 +28,9 @@ def vol(prices: pl.LazyFrame, *, window: int) -> pl.LazyFrame:
 
 @stage(output="combined")
 def combine(returns: pl.LazyFrame, vol: pl.LazyFrame) -> pl.LazyFrame:
-    return returns.join(vol.select("date", "symbol", "vol"), on=["date", "symbol"]).sort("symbol", "date")
+    return returns.join(vol.select("date", "symbol", "vol"), on=["date", "symbol"]).sort(
+        "symbol", "date"
+    )
 
 
 def _pipeline() -> Pipeline:
@@ -42,7 +46,9 @@ def test_outputs_are_refs_and_identical_for_any_thread_count(store, small_prices
     combined = store.open(result.context["combined"])
     assert combined.height == small_prices.height
     # pinned against a single-threaded run with shuffled input rows
-    shuffled = RunContext({"prices": store.put(small_prices.sample(fraction=1.0, shuffle=True, seed=3))})
+    shuffled = RunContext(
+        {"prices": store.put(small_prices.sample(fraction=1.0, shuffle=True, seed=3))}
+    )
     again = LocalEngine(threads=1).run(_pipeline(), shuffled, store)
     assert again.context["combined"].digest == result.context["combined"].digest
 
@@ -55,7 +61,9 @@ def test_levels_group_independent_steps():
 def test_records_hold_digests_rows_and_seconds(store, small_prices):
     ref = store.put(small_prices)
     seen = []
-    result = LocalEngine().run(_pipeline(), RunContext({"prices": ref}), store, on_record=seen.append)
+    result = LocalEngine().run(
+        _pipeline(), RunContext({"prices": ref}), store, on_record=seen.append
+    )
     rec = result.records[0]
     assert rec.inputs == {"prices": ref.digest}
     assert rec.outputs["returns"].rows == small_prices.height
@@ -68,11 +76,15 @@ def test_records_hold_digests_rows_and_seconds(store, small_prices):
 def test_check_hook_sees_every_output_before_it_is_stored(store, small_prices):
     seen = []
     LocalEngine().run(
-        _pipeline(), RunContext({"prices": store.put(small_prices)}), store,
+        _pipeline(),
+        RunContext({"prices": store.put(small_prices)}),
+        store,
         check=lambda step, name, frame: seen.append((step.name, name, frame.height)),
     )
     names = [s[1] for s in seen]
-    assert sorted(names[:2]) == ["returns", "vol"] and names[2] == "combined"  # level 1 runs in threads
+    assert (
+        sorted(names[:2]) == ["returns", "vol"] and names[2] == "combined"
+    )  # level 1 runs in threads
 
 
 def test_a_failing_stage_is_named(store, small_prices):
@@ -81,7 +93,9 @@ def test_a_failing_stage_is_named(store, small_prices):
         return prices.select(pl.col("no_such_column"))
 
     with pytest.raises(StageError, match="stage `broken` failed computing `boom`"):
-        LocalEngine().run(Pipeline((broken.bind(),)), RunContext({"prices": store.put(small_prices)}), store)
+        LocalEngine().run(
+            Pipeline((broken.bind(),)), RunContext({"prices": store.put(small_prices)}), store
+        )
 
 
 def test_step_cache_reuses_outputs_of_identical_steps(store, small_prices):

@@ -127,7 +127,9 @@ def test_context_is_immutable(store, small_prices):
 @pytest.mark.parametrize("rows", [10, 10_000, 1_000_000])
 def test_context_pickled_size_is_constant_whatever_the_data_size(tmp_path, rows):
     store = ArrowStore(tmp_path)
-    frame = pl.DataFrame({"x": pl.int_range(rows, eager=True), "y": pl.int_range(rows, eager=True) * 0.5})
+    frame = pl.DataFrame(
+        {"x": pl.int_range(rows, eager=True), "y": pl.int_range(rows, eager=True) * 0.5}
+    )
     ctx = RunContext({"prices": store.put(frame), "features": store.put(frame.head(rows // 2))})
     size = len(pickle.dumps(ctx))
     assert size < 2048, size

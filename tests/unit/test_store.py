@@ -45,7 +45,9 @@ def test_files_are_uncompressed_arrow_ipc_files_in_few_batches(store, small_pric
 
 def test_content_addressed_and_independent_of_chunking(store, small_prices):
     one = store.put(small_prices)
-    chunked = pl.concat([small_prices.head(100), small_prices.tail(small_prices.height - 100)], rechunk=False)
+    chunked = pl.concat(
+        [small_prices.head(100), small_prices.tail(small_prices.height - 100)], rechunk=False
+    )
     assert chunked.n_chunks() > 1
     two = store.put(chunked)
     assert one.digest == two.digest and one.path == two.path
@@ -105,7 +107,7 @@ def test_open_errors_are_clear(tmp_path):
         open_ipc(tmp_path / "missing.arrow")
     junk = tmp_path / "junk.arrow"
     junk.write_bytes(b"not arrow at all")
-    with pytest.raises(DataFormatError, match="junk.arrow` is not a readable Arrow IPC file"):
+    with pytest.raises(DataFormatError, match=r"junk\.arrow` is not a readable Arrow IPC file"):
         open_ipc(junk)
 
 
@@ -133,4 +135,6 @@ def test_opening_a_large_file_is_zero_copy(tmp_path):
     after = _anon_bytes()
     assert opened.height == n and lazy_total == n
     assert opened.schema["symbol"] == pl.String
-    assert after - before < 0.02 * size, f"open added {(after - before) / 1e6:.1f} MB of heap for a {size / 1e6:.0f} MB file"
+    assert after - before < 0.02 * size, (
+        f"open added {(after - before) / 1e6:.1f} MB of heap for a {size / 1e6:.0f} MB file"
+    )
