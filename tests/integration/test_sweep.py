@@ -134,6 +134,13 @@ def test_a_sweep_gives_identical_outputs_on_both_engines(cfg, tmp_path, ray_hub)
 
     local = run_sweep(cfg, grid, engine=LocalEngine(), out=tmp_path / "a", progress=False)
     on_ray = run_sweep(cfg, grid, engine=RayEngine(), out=tmp_path / "b", progress=False)
+    differ = [
+        (t.index, n)
+        for t, u in zip(on_ray.trials, local.trials, strict=True)
+        for n in data
+        if t.artifacts.get(n) != u.artifacts.get(n)
+    ]
+    assert not differ, differ  # (trial, artifact) whose digests differ
     assert outputs(on_ray) == outputs(local)
     assert all(t.status == "ok" for t in on_ray.trials)
     assert on_ray.cache_entries == 2  # features and signals, computed once on the driver
