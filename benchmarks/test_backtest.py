@@ -1,0 +1,308 @@
+"""Group ``backtest`` (accounting vs vectorbt and a numpy loop) and ``sweep`` (100 parameter sets).
+
+What is compared, exactly
+-------------------------
+The same target weights on the same prices, 10 bps fees, initial capital 1.0:
+
+- qpipe: ``qpipe.backtest.simulate`` from its native long frames (the pivot to matrices is
+  inside the timing);
+- vectorbt 1.2: ``Portfolio.from_orders(size_type="targetpercent", group_by=True,
+  cash_sharing=True, call_seq="auto", fees=c, min_size=0)`` from its native wide frames: on a
+  rebalance row a symbol's target is its weight or 0, other rows are NaN (no order);
+- a plain numpy loop over dates written here (sells, then buys in ascending order with the last
+  affordable buy filled partially).
+
+The conventions coincide when every symbol has a price on every date (no delisting, nothing
+unpriced) and the target gross is below 1 with room for costs (0.98 here), so no buy is cut by
+cash: then all three follow DESIGN.md's rules (one pre-trade value V for every target, orders
+in ascending target - current value, fees on notional paid from cash). The equity curves must
+agree to 1e-9 relative, and qpipe must be faster than both.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+from _helpers import RESULTS, record
+
+from qpipe.backtest import simulate
+
+COST_BPS = 10.0
+GROSS = 0.98
+# (symbols, days, rebalance every k days)
+SIZES = {
+    "20x8000-monthly": (20, 8_000, 21),
+    "500x2500-daily": (500, 2_500, 1),
+    "3000x2500-weekly": (3_000, 2_500, 5),
+}
+METHODS = ["vectorbt", "numpy-loop", "qpipe"]
+CASES = [(s, m) for s in SIZES for m in METHODS]
+
+
+def _panel(symbols: int, days: int, every: int, seed: int = 11):
+    rng = np.random.default_rng(seed)
+    close = 20.0 * np.exp(np.cumsum(rng.normal(0.0002, 0.02, (days, symbols)), axis=0))
+    reb = np.arange(0, days, every)
+    # about half the names held on each rebalance, random positive weights summing to GROSS
+    raw = rng.random((reb.size, symbols)) * (rng.random((reb.size, symbols)) < 0.5)
+    raw[:, 0] += 1e-3  # never an all-zero row
+    weights = raw / raw.sum(axis=1, keepdims=True) * GROSS
+    dates = np.busday_offset(np.datetime64("1990-01-01"), np.arange(days), roll="forward")
+    names = [f"S{i:05d}" for i in range(symbols)]
+    return dates.astype("datetime64[D]"), names, close, reb, weights
+
+
+@pytest.fixture(scope="module")
+def panels():
+    cache: dict[str, dict] = {}
+
+    def get(size: str) -> dict:
+        if size not in cache:
+            dates, names, close, reb, weights = _panel(*SIZES[size])
+            n_days, n_sym = close.shape
+            prices = pl.DataFrame(
+                {
+                    "date": np.repeat(dates, n_sym),
+                    "symbol": pl.Series(names * n_days),
+                    "close": close.ravel(),
+                }
+            )
+            wl = pl.DataFrame(
+                {
+                    "date": np.repeat(dates[reb], n_sym),
+                    "symbol": pl.Series(names * reb.size),
+                    "weight": weights.ravel(),
+                }
+            ).filter(pl.col("weight") > 0)
+            target = np.full(close.shape, np.nan)
+            target[reb] = weights  # listed: its weight, unlisted but priced: 0
+            index = pd.DatetimeIndex(dates)
+            cache[size] = {
+                "prices": prices,
+                "weights": wl,
+                "close": close,
+                "reb": reb,
+                "target": weights,
+                "close_df": pd.DataFrame(close, index=index, columns=names),
+                "size_df": pd.DataFrame(target, index=index, columns=names),
+            }
+        return cache[size]
+
+    return get
+
+
+def numpy_loop(close: np.ndarray, reb: np.ndarray, target: np.ndarray, cost: float) -> np.ndarray:
+    """The convention on a full panel, one date at a time (a reference, not a fast path)."""
+    days, n = close.shape
+    shares = np.zeros(n)
+    cash = 1.0
+    equity = np.empty(days)
+    k = 0
+    for t in range(days):
+        p = close[t]
+        if k < reb.size and reb[k] == t:
+            value = cash + shares @ p
+            delta = target[k] * value - shares * p  # target - current value
+            order = np.argsort(delta, kind="stable")  # sells first, ties by symbol
+            sells = order[delta[order] < 0]
+            buys = order[delta[order] > 0]
+            sold = -delta[sells]
+            cash += float(np.sum(sold * (1 - cost)))
+            shares[sells] -= sold / p[sells]
+            need = delta[buys] * (1 + cost)
+            paid = np.cumsum(need)
+            full = paid <= cash * (1 + 1e-9)
+            shares[buys[full]] += delta[buys[full]] / p[buys[full]]
+            cash -= float(paid[full][-1]) if full.any() else 0.0
+            if not full.all():  # the first unaffordable buy takes what is left
+                j = buys[~full][0]
+                shares[j] += cash / ((1 + cost) * p[j])
+                cash = 0.0
+            k += 1
+        equity[t] = cash + shares @ p
+    return equity
+
+
+def vectorbt_equity(close_df: pd.DataFrame, size_df: pd.DataFrame, cost: float) -> np.ndarray:
+    import vectorbt as vbt
+
+    pf = vbt.Portfolio.from_orders(
+        close=close_df,
+        size=size_df,
+        size_type="targetpercent",
+        group_by=True,
+        cash_sharing=True,
+        call_seq="auto",
+        fees=cost,
+        min_size=0,
+        init_cash=1.0,
+        freq="1D",
+    )
+    return np.asarray(pf.value(), dtype=float).ravel()
+
+
+@pytest.mark.parametrize(("size", "method"), CASES, ids=[f"{s}-{m}" for s, m in CASES])
+def test_backtest_accounting(benchmark, panels, size, method):
+    benchmark.group = "backtest"
+    d = panels(size)
+    cost = COST_BPS / 1e4
+    n_sym, n_days, _ = SIZES[size]
+    if method == "qpipe":
+
+        def run():
+            out = simulate(d["prices"], d["weights"], cost_bps=COST_BPS)
+            return out.equity["equity"].to_numpy()
+
+    elif method == "vectorbt":
+
+        def run():
+            return vectorbt_equity(d["close_df"], d["size_df"], cost)
+
+    else:
+
+        def run():
+            return numpy_loop(d["close"], d["reb"], d["target"], cost)
+
+    rounds = 1 if n_sym * n_days > 5_000_000 else 3
+    equity = benchmark.pedantic(run, rounds=rounds, warmup_rounds=1)  # warm-up compiles numba
+    reference = numpy_loop(d["close"], d["reb"], d["target"], cost)
+    assert equity.shape == (n_days,)
+    np.testing.assert_allclose(equity, reference, rtol=1e-9, atol=0)
+    best = record(benchmark, "backtest", method, size)
+    benchmark.extra_info.update(
+        {
+            "symbols": n_sym,
+            "days": n_days,
+            "rebalances": int(d["reb"].size),
+            "final_equity": float(equity[-1]),
+            "price_rows_per_s": n_sym * n_days / best,
+        }
+    )
+    if method == "qpipe":
+        for peer in ("vectorbt", "numpy-loop"):
+            other = RESULTS[("backtest", peer, size)]
+            benchmark.extra_info[f"speedup_vs_{peer}"] = other / best
+            assert best < other, f"qpipe {best:.3f}s is not faster than {peer} {other:.3f}s"
+
+
+# sweep ---------------------------------------------------------------------------------------
+LOOKBACKS = (63, 84, 105, 126, 147, 168, 189, 210, 231, 252)
+TOP_NS = (10, 15, 20, 25, 30, 35, 40, 45, 50, 60)
+SKIP = 21
+N_TRIALS = len(LOOKBACKS) * len(TOP_NS)  # 100
+
+
+@pytest.fixture(scope="module")
+def universe() -> pl.DataFrame:
+    from qpipe.data.universe import builtin_universe
+
+    return builtin_universe()  # 500 symbols x 10 years, seed 7
+
+
+def qpipe_sweep(prices: pl.DataFrame) -> dict[tuple[int, int], float]:
+    """Momentum top-N: features and signals once per lookback, allocation + accounting per trial."""
+    from qpipe.stages.allocation import allocate
+    from qpipe.stages.features import features
+    from qpipe.stages.signals import cross_sectional
+
+    finals = {}
+    lazy = prices.lazy()
+    for lookback in LOOKBACKS:
+        feats = features(lazy, columns=("mom",), lookback=lookback, skip=SKIP).collect()
+        sig = cross_sectional(feats.lazy(), column="mom", method="rank").collect()
+        for top_n in TOP_NS:
+            w = allocate(sig.lazy(), feats.lazy(), scheme="top_n", top_n=top_n).collect()
+            eq = simulate(prices, w, cost_bps=COST_BPS).equity
+            finals[(lookback, top_n)] = float(eq["equity"][-1])
+    return finals
+
+
+def vectorbt_sweep(prices: pl.DataFrame) -> dict[tuple[int, int], float]:
+    """The same sweep in vectorbt: pandas momentum, top-N weights, one grouped portfolio."""
+    import vectorbt as vbt
+
+    wide = prices.pivot(on="symbol", index="date", values="close", sort_columns=True).sort("date")
+    close = wide.drop("date").to_pandas()
+    close.index = pd.DatetimeIndex(wide["date"].to_numpy())
+    priced = close.notna().to_numpy()
+    month = close.index.to_period("M")
+    reb = np.flatnonzero(np.r_[month[1:] != month[:-1], True])  # last price date of a month
+    mom_all = {}
+    for lookback in LOOKBACKS:
+        # per-symbol row shifts (a symbol's own previous prices)
+        shifted = [close[c].dropna() for c in close.columns]
+        mom = pd.concat(
+            [(s.shift(SKIP) / s.shift(lookback) - 1.0) for s in shifted], axis=1
+        ).reindex(close.index)
+        mom_all[lookback] = mom.to_numpy()
+    sizes, names = [], []
+    for lookback in LOOKBACKS:
+        m = mom_all[lookback][reb]
+        score = np.where(np.isfinite(m), m, -np.inf)
+        order = np.argsort(-score, axis=1, kind="stable")  # best first, ties by symbol
+        for top_n in TOP_NS:
+            target = np.full(close.shape, np.nan)
+            rows = np.zeros_like(m)
+            pick = order[:, :top_n]
+            ok = np.take_along_axis(np.isfinite(m), pick, axis=1)
+            count = ok.sum(axis=1, keepdims=True)
+            np.put_along_axis(rows, pick, np.where(ok, 1.0 / np.maximum(count, 1), 0.0), axis=1)
+            target[reb] = np.where(priced[reb], rows, np.nan)
+            sizes.append(target)
+            names.append((lookback, top_n))
+    size = np.concatenate(sizes, axis=1)
+    close_all = np.tile(close.to_numpy(), (1, len(names)))
+    group = np.repeat(np.arange(len(names)), close.shape[1])
+    pf = vbt.Portfolio.from_orders(
+        close=pd.DataFrame(close_all, index=close.index),
+        size=pd.DataFrame(size, index=close.index),
+        size_type="targetpercent",
+        group_by=group,
+        cash_sharing=True,
+        call_seq="auto",
+        fees=COST_BPS / 1e4,
+        min_size=0,
+        init_cash=1.0,
+        freq="1D",
+    )
+    value = pf.value().ffill().to_numpy()
+    return {name: float(value[-1, i]) for i, name in enumerate(names)}
+
+
+SWEEPS = {"qpipe": qpipe_sweep, "vectorbt": vectorbt_sweep}
+
+
+SWEEP_IDS = ["500x10y-100-vectorbt", "500x10y-100-qpipe"]
+
+
+@pytest.mark.parametrize("method", ["vectorbt", "qpipe"], ids=SWEEP_IDS)
+def test_sweep(benchmark, universe, method):
+    """100 momentum parameter sets end to end; backtests per second; warm-up reported apart."""
+    benchmark.group = "sweep"
+    fn = SWEEPS[method]
+    t = time.perf_counter()
+    small = universe.filter(pl.col("symbol") < "SYM0011")
+    fn(small)  # warm-up: numba compilation (vectorbt, qpipe's kernel), imports
+    warmup = time.perf_counter() - t
+    finals = benchmark.pedantic(lambda: fn(universe), rounds=1, warmup_rounds=0)
+    assert len(finals) == N_TRIALS
+    values = np.array([finals[k] for k in sorted(finals)])
+    assert np.all(np.isfinite(values)) and np.all(values > 0)
+    best = record(benchmark, "sweep", method, "500x10y-100")
+    RESULTS[("sweep-finals", method, "")] = values  # type: ignore[assignment]
+    benchmark.extra_info.update(
+        {"trials": N_TRIALS, "backtests_per_s": N_TRIALS / best, "warmup_s": warmup}
+    )
+    if method == "qpipe":
+        other = RESULTS[("sweep-finals", "vectorbt", "")]
+        # the same strategy: final equities move together across the grid
+        corr = float(np.corrcoef(values, other)[0, 1])  # type: ignore[arg-type]
+        benchmark.extra_info["final_equity_corr_vs_vectorbt"] = corr
+        assert corr > 0.9
+        peer = RESULTS[("sweep", "vectorbt", "500x10y-100")]
+        benchmark.extra_info["speedup_vs_vectorbt"] = peer / best
+        assert N_TRIALS / best >= N_TRIALS / peer, (best, peer)
