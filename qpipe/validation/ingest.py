@@ -87,6 +87,12 @@ _ROW = "__qpipe_row"  # 1-based source row number, carried through the sort for 
 _ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
 _DELIMITERS = (";", "\t", "|")
 _HASH_BLOCK = 1 << 24
+_SYNONYMS = {
+    "date": ("day", "dt", "time", "timestamp", "datetime", "trade_date"),
+    "symbol": ("ticker", "sym", "asset", "security", "instrument", "permno", "isin", "id", "code"),
+    "close": ("price", "px", "last", "adj_close", "adjclose", "prc"),
+    "weight": ("w", "wt", "target", "target_weight", "allocation"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +170,9 @@ def file_digest(path: str | Path) -> str:
         with Path(path).open("rb") as f:
             while block := f.read(_HASH_BLOCK):
                 h.update(block)
+    except FileNotFoundError:
+        msg = f"file `{path}` does not exist"
+        raise DataFormatError(msg) from None
     except OSError as exc:
         msg = f"cannot read `{path}`: {exc.strerror or exc}"
         raise DataFormatError(msg) from None
@@ -307,9 +316,12 @@ def _check_columns(columns: Sequence[str], spec: _Spec, label: str) -> None:
         return
     parts = []
     for col in missing:
-        # A found name containing the wanted one (`px_close`) first, then spelling neighbours.
-        close = [c for c in columns if col in c] or difflib.get_close_matches(
-            col, columns, n=1, cutoff=0.5
+        # A found name containing the wanted one (`px_close`), then spelling neighbours, then a
+        # usual vendor synonym (`ticker` for `symbol`).
+        close = (
+            [c for c in columns if col in c]
+            or difflib.get_close_matches(col, columns, n=1, cutoff=0.5)
+            or [c for c in columns if c in _SYNONYMS.get(col, ())]
         )
         parts.append(f"`{col}`" + (f" (did you mean `{close[0]}`?)" if close else ""))
     found = ", ".join(f"`{c}`" for c in columns) or "none"

@@ -548,3 +548,14 @@ def test_validate_false_sorts_nulls_first_and_keeps_file_order_for_ties(tmp_path
     stored = store.open(ingest(write(tmp_path, "p.csv", csv), store, validate=False).ref)
     assert stored["symbol"].to_list() == [None, "A", "A", "B"]
     assert stored["close"].to_list() == [2.0, 3.0, 4.0, 1.0]
+
+
+def test_missing_column_suggests_a_vendor_synonym(tmp_path, store):
+    path = write(tmp_path, "p.csv", "date,ticker,close\n2020-01-02,AAA,1\n")
+    with pytest.raises(SchemaValidationError, match=r"`symbol` \(did you mean `ticker`\?\)"):
+        ingest(path, store)
+
+
+def test_file_digest_of_a_missing_file_is_a_data_format_error(tmp_path):
+    with pytest.raises(DataFormatError, match=r"`.*gone\.csv` does not exist"):
+        file_digest(tmp_path / "gone.csv")
