@@ -43,7 +43,7 @@ from qpipe.config import ThreadSafeConfig
 from qpipe.context import RunContext
 from qpipe.engines import make_engine
 from qpipe.engines.base import Engine, StageRecord, StepCache
-from qpipe.errors import PathSafetyError, QpipeError
+from qpipe.errors import AllocationAuditError, ConfigError, PathSafetyError, QpipeError
 from qpipe.ledger import Ledger
 from qpipe.stages.backtest import backtest as backtest_stage
 from qpipe.stages.backtest import metrics as metrics_stage
@@ -241,7 +241,13 @@ def _builtin(cfg: ThreadSafeConfig, store: ArrowStore) -> IngestResult:
         ref = None
     if ref is not None:
         return IngestResult(
-            ref, "builtin", ref.digest, ref.rows, 0, time.perf_counter() - start, validated=False
+            ref,
+            "builtin",
+            ref.digest,
+            ref.rows,
+            d.symbols,  # the generator makes exactly this many
+            time.perf_counter() - start,
+            validated=False,
         )
     res = ingest_frame(builtin_universe(**params), store, name="builtin", validate=True)
     index.parent.mkdir(exist_ok=True)
@@ -295,6 +301,18 @@ def _ingest_file(
     digest = file_digest(source)
     validate = cfg.validation.mode != "none" and digest not in validated
     return ingest_prices(source, store, quarantine_dir=run_dir, validate=validate)
+
+
+def _check_universe(cfg: ThreadSafeConfig, prices: IngestResult) -> None:
+    """Config limits that need the data: ``top_n`` cannot exceed the number of symbols."""
+    a = cfg.allocation
+    if a.scheme in ("top_n", "inverse_vol") and a.top_n > prices.symbols:
+        msg = (
+            f"`allocation.top_n` ({a.top_n}) is larger than the universe: "
+            f"`{prices.source}` has {prices.symbols} symbols; set `allocation.top_n` "
+            f"to at most {prices.symbols}"
+        )
+        raise ConfigError(msg)
 
 
 def _backtest_pipeline(cfg: ThreadSafeConfig) -> Pipeline:
@@ -400,6 +418,8 @@ def run(
         validated = _validated_digests(book)
         prices = _ingest("prices", cfg.data.source, cfg, store, book, run_id, run_dir, validated)
         emit("ingested", {"rows": prices.rows})
+        if not cfg.data.weights:
+            _check_universe(cfg, prices)
         ctx = RunContext({"prices": prices.ref})
         if cfg.data.benchmark:
             bench = _ingest(
@@ -446,7 +466,13 @@ def run(
             )
             book.append(run_id, "allocation_audit", audit.to_json())
             emit("audited", audit.to_json())
-            audit.raise_for_violations()
+            try:
+                audit.raise_for_violations()
+            except AllocationAuditError as exc:
+                if not cfg.data.weights:
+                    raise
+                msg = f"weights file `{cfg.data.weights}`: {exc.args[0]}"
+                raise AllocationAuditError(msg, exc.violations) from None
 
         ctx = eng.run(
             _backtest_pipeline(cfg), ctx, store, check=check, on_record=record, cache=cache

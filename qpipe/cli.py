@@ -9,13 +9,14 @@ shows the traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from qpipe.config import ThreadSafeConfig
-from qpipe.errors import QpipeError
+from qpipe.errors import ConfigError, QpipeError
 
 __all__ = ["main", "runner_main"]
 
@@ -154,13 +155,53 @@ def _run_once(cfg: ThreadSafeConfig, args: argparse.Namespace, argv: Sequence[st
     return 0
 
 
+def _record_config_failure(args: argparse.Namespace, argv: Sequence[str], exc: Exception) -> None:
+    """A config error stops a run before it starts; record it as a run that failed at once
+    (``run_started`` without a config, then ``run_failed``), in the ledger the run would have
+    used. Recording is best effort: the user's error is what must reach the terminal."""
+    import platform
+
+    from qpipe._versions import qpipe_version
+    from qpipe.api import new_run_id, resolve_paths
+    from qpipe.ledger import Ledger
+
+    try:
+        base = ThreadSafeConfig.from_toml(args.config) if args.config else None
+    except ConfigError:
+        base = None
+    cfg = base or ThreadSafeConfig.default()
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    with contextlib.suppress(Exception):
+        paths = resolve_paths(cfg, args.out, args.ledger)
+        paths.ledger.parent.mkdir(parents=True, exist_ok=True)
+        book = Ledger(paths.ledger)
+        run_id = new_run_id()
+        started = {
+            "config": None,
+            "config_digest": None,
+            "code_version": qpipe_version(),
+            "engine": None,
+            "host": platform.node(),
+            "argv": list(argv),
+            "out_dir": None,
+            "phase": "config",
+        }
+        book.append(run_id, "run_started", started)
+        failed = {"error": type(exc).__name__, "message": message, "phase": "config"}
+        book.append(run_id, "run_failed", failed)
+
+
 def runner_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``runner.py``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = runner_parser().parse_args(argv)
 
     def go() -> int:
-        cfg = resolve_config(args)
+        try:
+            cfg = resolve_config(args)
+        except ConfigError as exc:
+            _record_config_failure(args, argv, exc)
+            raise
         if args.sweep or len(cfg.sweep):
             from qpipe.sweep import sweep_main
 

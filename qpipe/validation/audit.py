@@ -49,6 +49,7 @@ CHECKS = (
     "finite",
     "duplicate",
     "price_date",
+    "unknown_symbol",
     "before_first_price",
     "unpriced",
     "max_weight",
@@ -179,9 +180,11 @@ def _structural(
     live = w.join(price_dates, on="date", how="semi").filter(weight.is_finite() & (weight != 0.0))
     first = keys.group_by("symbol").agg(pl.col("date").min().alias("_first"))
     live = live.join(first, on="symbol", how="left")
-    early = pl.col("_first").is_null() | (pl.col("date") < pl.col("_first"))
+    unknown = pl.col("_first").is_null()  # the symbol has no price on any date
+    found["unknown_symbol"] = _rows(live.filter(unknown).sort(order), "unknown_symbol", "weight")
+    early = unknown | (pl.col("date") < pl.col("_first"))
     found["before_first_price"] = _rows(
-        live.filter(early).sort(order), "before_first_price", "weight"
+        live.filter(early & ~unknown).sort(order), "before_first_price", "weight"
     )
     unpriced = live.filter(~early).join(keys, on=order, how="anti")
     found["unpriced"] = _rows(unpriced.sort(order), "unpriced", "weight")
@@ -342,4 +345,10 @@ def _message(violations: tuple[Violation, ...]) -> str:
         for d, s, c, v in violations[:SHOW]
     )
     more = f"; and {n - SHOW} more" if n > SHOW else ""
-    return f"allocation audit found {n} violation{'s' if n > 1 else ''} ({counts}): {shown}{more}"
+    limits = [
+        f"`allocation.{c}`" for c in ("max_weight", "gross_leverage", "long_only") if c in by_check
+    ]
+    fix = f" (fix the weights or the limit {', '.join(limits)})" if limits else ""
+    return (
+        f"allocation audit found {n} violation{'s' if n > 1 else ''} ({counts}): {shown}{more}{fix}"
+    )

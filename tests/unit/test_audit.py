@@ -88,7 +88,7 @@ def test_weight_before_first_price_or_for_an_unknown_symbol_is_caught(prices) ->
         audit_allocation(w, prices, CFG)
     assert {(v[1], v[2]) for v in info.value.violations} == {
         ("S01", "before_first_price"),
-        ("ZZZ", "before_first_price"),
+        ("ZZZ", "unknown_symbol"),
     }
     # a zero weight there is harmless (wide-to-long files list every symbol)
     audit_allocation(weights([(early, "S01", 0.0)]), prices, CFG)
