@@ -159,28 +159,57 @@ class ArrowStore:
     def _entry_path(self, digest: str) -> Path:
         return self.root / digest[:2] / f"{digest}.arrow"
 
-    def put(self, frame: pl.DataFrame | pl.LazyFrame) -> DatasetRef:
-        """Write a frame (collecting a lazy one) and return its ref. Idempotent for equal data."""
-        if isinstance(frame, pl.LazyFrame):
-            frame = frame.collect()
+    def staging_file(self, prefix: str = "put.") -> Path:
+        """A fresh temp file inside the store (same file system, so adopting it is a rename)."""
         staging = self.root / "tmp"
-        staging.mkdir(exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix="put.", suffix=".arrow", dir=staging)
-        os.close(fd)
-        tmp = Path(tmp_name)
         try:
-            digest = write_ipc_atomic(frame, tmp)
+            staging.mkdir(exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=prefix, suffix=".arrow", dir=staging)
+        except OSError as exc:
+            msg = f"cannot write in store `{self.root}`: {exc.strerror or exc}"
+            raise StoreError(msg) from None
+        os.close(fd)
+        return Path(name)
+
+    def adopt(self, tmp: Path, digest: str | None = None) -> DatasetRef:
+        """Move a finished Arrow IPC file (from :meth:`staging_file`) to its content address.
+
+        The entry becomes read-only (run folders hard-link it). If an equal entry exists the
+        temp file is dropped; a symlink squatting on the name is replaced, never followed.
+        """
+        try:
+            digest = digest or _file_digest(tmp)
             final = self._entry_path(digest)
             final.parent.mkdir(exist_ok=True)
             if final.exists() and not final.is_symlink():
                 tmp.unlink()
             else:
-                os.chmod(tmp, 0o444)  # entries are immutable; run folders hard-link them
+                os.chmod(tmp, 0o444)
                 os.replace(tmp, final)
                 _fsync_dir(final.parent)
+        except OSError as exc:
+            reason = exc.strerror or exc
+            msg = f"cannot write store entry for `{tmp.name}` in `{self.root}`: {reason}"
+            raise StoreError(msg) from None
         finally:
             tmp.unlink(missing_ok=True)
-        return DatasetRef(str(final), digest, frame.height, _schema_of(frame))
+        ref = self.ref_for(digest)
+        if ref is None:
+            msg = f"store `{self.root}` did not accept the entry `{final}`"
+            raise StoreError(msg)
+        return ref
+
+    def put(self, frame: pl.DataFrame | pl.LazyFrame) -> DatasetRef:
+        """Write a frame (collecting a lazy one) and return its ref. Idempotent for equal data."""
+        if isinstance(frame, pl.LazyFrame):
+            frame = frame.collect()
+        tmp = self.staging_file()
+        try:
+            digest = write_ipc_atomic(frame, tmp)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return self.adopt(tmp, digest)
 
     def _checked_path(self, ref: DatasetRef) -> Path:
         p = Path(ref.path)

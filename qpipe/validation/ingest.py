@@ -803,27 +803,6 @@ class _StagingWriter:
         return True
 
 
-def _adopt(store: ArrowStore, tmp: Path) -> DatasetRef:
-    """Move a finished Arrow IPC file into the store under its digest (like ``put``)."""
-    digest = store.digest_of(tmp)
-    final = store.root / digest[:2] / f"{digest}.arrow"
-    try:
-        final.parent.mkdir(exist_ok=True)
-        if final.exists() and not final.is_symlink():
-            tmp.unlink()
-        else:
-            os.chmod(tmp, 0o444)  # store entries are immutable
-            os.replace(tmp, final)
-    except OSError as exc:
-        msg = f"cannot write `{final}`: {exc.strerror or exc}"
-        raise StoreError(msg) from None
-    ref = store.ref_for(digest)
-    if ref is None:
-        msg = f"store `{store.root}` did not accept the ingested entry `{final}`"
-        raise StoreError(msg)
-    return ref
-
-
 def _ingest_batched(
     path: Path,
     kind: FileKind,
@@ -867,7 +846,7 @@ def _ingest_batched(
             raise failures.error(spec, label, qpath)
         quarantine.abort()
         assert entry is not None
-        ref = _adopt(store, entry)
+        ref = store.adopt(entry)
     except BaseException:
         quarantine.abort()
         raise
