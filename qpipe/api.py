@@ -38,6 +38,7 @@ from typing import Any
 
 import polars as pl
 
+from qpipe._fs import write_bytes_atomic
 from qpipe._versions import package_versions, qpipe_version
 from qpipe.config import ThreadSafeConfig
 from qpipe.context import RunContext
@@ -169,17 +170,7 @@ def _git_state() -> tuple[str | None, bool | None]:
 
 
 def _write_text_atomic(path: Path, text: str) -> str:
-    data = text.encode("utf-8")
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return hashlib.sha256(data).hexdigest()
+    return write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def _link_or_write(ref: DatasetRef, store: ArrowStore, target: Path) -> str:

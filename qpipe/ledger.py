@@ -39,6 +39,7 @@ from datetime import time as dtime
 from pathlib import Path, PurePath
 from typing import Any, Literal
 
+from qpipe._fs import file_digest, fsync_dir
 from qpipe.errors import LedgerError
 
 __all__ = [
@@ -65,7 +66,6 @@ KEY_METRICS = ("sharpe", "cagr", "max_drawdown", "total_return")
 _FIELDS = frozenset({"seq", "ts", "run_id", "kind", "data", "prev", "hash"})
 _HEAD_LEN = 20 + 1 + 64 + 1  # "<seq:020d> <hash>\n"
 _TAIL_BLOCK = 1 << 13
-_HASH_BLOCK = 1 << 20
 
 
 # --------------------------------------------------------------------------- canonical form
@@ -326,7 +326,7 @@ class Ledger:
             try:
                 size = os.fstat(fd).st_size
                 if size == 0:
-                    _fsync_dir(self.path.parent)  # make the new file's name durable
+                    fsync_dir(self.path.parent)  # make the new file's name durable
                 tail = _read_tail(fd, size, self.path)
                 last = tail.last
                 self._check_head(lock_fd, last)
@@ -414,19 +414,6 @@ def _recovered_data(tail: _Tail) -> dict[str, Any]:
 def _truncate_quietly(fd: int, size: int) -> None:
     with contextlib.suppress(OSError):
         os.ftruncate(fd, size)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # --------------------------------------------------------------------------- reading
@@ -573,14 +560,6 @@ def artifact_path(ledger_path: str | Path, recorded: str) -> Path:
     return p
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(_HASH_BLOCK):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _chain_problem(
     parsed: list[tuple[dict[str, Any] | None, str | None]],
 ) -> tuple[int, str] | None:
@@ -693,7 +672,7 @@ def verify(path: str | Path, *, check_artifacts: bool = True) -> VerifyReport:
                 bad.append(BadArtifact(i, rec["run_id"], name, str(target), "missing"))
                 continue
             try:
-                actual = _file_digest(target)
+                actual = file_digest(target)
             except OSError as exc:
                 bad.append(BadArtifact(i, rec["run_id"], name, str(target), f"unreadable: {exc}"))
                 continue

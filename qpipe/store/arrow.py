@@ -15,7 +15,6 @@ batch size, so equal frames give byte-identical files, hence equal digests, on e
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -25,12 +24,12 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from qpipe._fs import file_digest, fsync_dir
 from qpipe.errors import DataFormatError, PathSafetyError, StoreError
 
 __all__ = ["BATCH_ROWS", "ArrowStore", "DatasetRef", "open_ipc", "write_ipc_atomic"]
 
 BATCH_ROWS = 1 << 22  # ~4M rows per record batch: few batches, bounded batch size
-_HASH_BLOCK = 1 << 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,27 +52,6 @@ class DatasetRef:
             "rows": self.rows,
             "schema": [list(s) for s in self.schema],
         }
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(_HASH_BLOCK):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _to_arrow(frame: pl.DataFrame) -> pa.Table:
@@ -101,9 +79,9 @@ def write_ipc_atomic(frame: pl.DataFrame, path: str | Path) -> str:
                 writer.write_table(table, max_chunksize=BATCH_ROWS)
             raw.flush()
             os.fsync(raw.fileno())
-        digest = _file_digest(tmp)
+        digest = file_digest(tmp)
         os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         return digest
     except OSError as exc:
         tmp.unlink(missing_ok=True)
@@ -178,7 +156,7 @@ class ArrowStore:
         temp file is dropped; a symlink squatting on the name is replaced, never followed.
         """
         try:
-            digest = digest or _file_digest(tmp)
+            digest = digest or file_digest(tmp)
             final = self._entry_path(digest)
             final.parent.mkdir(exist_ok=True)
             if final.exists() and not final.is_symlink():
@@ -186,7 +164,7 @@ class ArrowStore:
             else:
                 os.chmod(tmp, 0o444)
                 os.replace(tmp, final)
-                _fsync_dir(final.parent)
+                fsync_dir(final.parent)
         except OSError as exc:
             reason = exc.strerror or exc
             msg = f"cannot write store entry for `{tmp.name}` in `{self.root}`: {reason}"
@@ -246,7 +224,7 @@ class ArrowStore:
         if not p.exists():
             msg = f"store entry `{p}` is missing"
             raise StoreError(msg)
-        actual = _file_digest(p)
+        actual = file_digest(p)
         if actual != ref.digest:
             msg = f"store entry `{p}` is corrupt: digest {actual[:12]} != {ref.digest[:12]}"
             raise StoreError(msg)
@@ -256,4 +234,4 @@ class ArrowStore:
         return sorted(p for p in self.root.glob("??/*.arrow") if p.is_file() and not p.is_symlink())
 
     def digest_of(self, path: Path) -> str:
-        return _file_digest(path)
+        return file_digest(path)

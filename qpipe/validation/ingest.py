@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-import hashlib
 import os
 import re
 import tempfile
@@ -47,6 +46,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from qpipe import _fs
 from qpipe.errors import DataFormatError, QpipeError, SchemaValidationError, StoreError
 from qpipe.store.arrow import BATCH_ROWS, ArrowStore, DatasetRef, write_ipc_atomic
 from qpipe.validation.schema import (
@@ -86,7 +86,6 @@ _EXAMPLES = 3
 _ROW = "__qpipe_row"  # 1-based source row number, carried through the sort for messages
 _ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
 _DELIMITERS = (";", "\t", "|")
-_HASH_BLOCK = 1 << 24
 _SYNONYMS = {
     "date": ("day", "dt", "time", "timestamp", "datetime", "trade_date"),
     "symbol": ("ticker", "sym", "asset", "security", "instrument", "permno", "isin", "id", "code"),
@@ -165,18 +164,14 @@ _WEIGHTS = _Spec("weights", WEIGHT_COLUMNS, ("date", "symbol"), _validate_weight
 
 def file_digest(path: str | Path) -> str:
     """SHA-256 hex digest of a file's raw bytes (what the ledger records for an input)."""
-    h = hashlib.sha256()
     try:
-        with Path(path).open("rb") as f:
-            while block := f.read(_HASH_BLOCK):
-                h.update(block)
+        return _fs.file_digest(path)
     except FileNotFoundError:
         msg = f"file `{path}` does not exist"
         raise DataFormatError(msg) from None
     except OSError as exc:
         msg = f"cannot read `{path}`: {exc.strerror or exc}"
         raise DataFormatError(msg) from None
-    return h.hexdigest()
 
 
 def _content_kind(head: bytes) -> str:
