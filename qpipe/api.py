@@ -44,7 +44,13 @@ from qpipe.config import ThreadSafeConfig
 from qpipe.context import RunContext
 from qpipe.engines import make_engine
 from qpipe.engines.base import Engine, StageRecord, StepCache
-from qpipe.errors import AllocationAuditError, ConfigError, PathSafetyError, QpipeError
+from qpipe.errors import (
+    AllocationAuditError,
+    ConfigError,
+    PathSafetyError,
+    QpipeError,
+    StoreError,
+)
 from qpipe.ledger import Ledger
 from qpipe.stages.backtest import backtest as backtest_stage
 from qpipe.stages.backtest import metrics as metrics_stage
@@ -369,7 +375,11 @@ def run(
     if isinstance(engine, str):
         cfg = cfg.replace(engine={"kind": engine})
     paths = resolve_paths(cfg, out, ledger)
-    paths.out.mkdir(parents=True, exist_ok=True)
+    try:
+        paths.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        msg = f"cannot create the runs folder `{paths.out}`: {exc.strerror or exc}"
+        raise StoreError(msg) from None
     book = Ledger(paths.ledger)
     emit = on_event or (lambda kind, data: None)
 
@@ -381,6 +391,9 @@ def run(
             break
         except FileExistsError:
             run_id = new_run_id()
+        except OSError as exc:  # read-only or full: before the run starts, so not recorded
+            msg = f"cannot create the run folder `{run_dir}`: {exc.strerror or exc}"
+            raise StoreError(msg) from None
     own_engine = not (engine is not None and not isinstance(engine, str))
     t0 = time.perf_counter()
     commit, dirty = _git_state()
