@@ -247,7 +247,7 @@ def _builtin(cfg: ThreadSafeConfig, store: ArrowStore) -> IngestResult:
             validated=False,
         )
     res = ingest_frame(builtin_universe(**params), store, name="builtin", validate=True)
-    index.parent.mkdir(exist_ok=True)
+    index = store.subfolder("index") / index.name  # never through a symlink
     _write_text_atomic(index, json.dumps({"digest": res.ref.digest, "params": params}))
     return res
 

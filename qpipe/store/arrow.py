@@ -137,11 +137,35 @@ class ArrowStore:
     def _entry_path(self, digest: str) -> Path:
         return self.root / digest[:2] / f"{digest}.arrow"
 
+    def subfolder(self, name: str) -> Path:
+        """The store's own folder ``name`` (created if missing): never a symlink, so nothing
+        written into it can land outside the store.
+
+        Raises
+        ------
+        PathSafetyError
+            ``name`` is not a plain folder name, or the folder is a symlink or not a folder.
+        """
+        if not name or name in (".", "..") or "/" in name or "\\" in name:
+            msg = f"store folder name `{name}` is not a plain folder name"
+            raise PathSafetyError(msg)
+        path = self.root / name
+        try:
+            path.mkdir(exist_ok=True)
+        except OSError as exc:
+            msg = f"cannot write in store `{self.root}`: {exc.strerror or exc}"
+            raise StoreError(msg) from None
+        if path.is_symlink() or not path.is_dir():
+            msg = (
+                f"store folder `{path}` is a symlink or not a folder; the store never follows links"
+            )
+            raise PathSafetyError(msg)
+        return path
+
     def staging_file(self, prefix: str = "put.") -> Path:
         """A fresh temp file inside the store (same file system, so adopting it is a rename)."""
-        staging = self.root / "tmp"
+        staging = self.subfolder("tmp")
         try:
-            staging.mkdir(exist_ok=True)
             fd, name = tempfile.mkstemp(prefix=prefix, suffix=".arrow", dir=staging)
         except OSError as exc:
             msg = f"cannot write in store `{self.root}`: {exc.strerror or exc}"
@@ -157,8 +181,7 @@ class ArrowStore:
         """
         try:
             digest = digest or file_digest(tmp)
-            final = self._entry_path(digest)
-            final.parent.mkdir(exist_ok=True)
+            final = self.subfolder(digest[:2]) / f"{digest}.arrow"
             if final.exists() and not final.is_symlink():
                 tmp.unlink()
             else:
@@ -213,7 +236,7 @@ class ArrowStore:
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             return None  # never turn an arbitrary string into a path
         p = self._entry_path(digest)
-        if not p.is_file() or p.is_symlink():
+        if not p.is_file() or p.is_symlink() or p.parent.is_symlink():
             return None
         frame = open_ipc(p)
         return DatasetRef(str(p), digest, frame.height, _schema_of(frame))
@@ -231,7 +254,11 @@ class ArrowStore:
 
     def entries(self) -> list[Path]:
         """Every entry file (not temp files)."""
-        return sorted(p for p in self.root.glob("??/*.arrow") if p.is_file() and not p.is_symlink())
+        return sorted(
+            p
+            for p in self.root.glob("??/*.arrow")
+            if p.is_file() and not p.is_symlink() and not p.parent.is_symlink()
+        )
 
     def digest_of(self, path: Path) -> str:
         return file_digest(path)
