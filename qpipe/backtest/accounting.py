@@ -267,14 +267,14 @@ def simulate(
     reb_days = np.flatnonzero(np.bincount(w_pos[w_ok], minlength=n_days))
     row_of = np.full(n_days, -1, np.int64)
     row_of[reb_days] = np.arange(reb_days.size)
-    known = weights["symbol"].is_in(symbols.implode()).fill_null(False).to_numpy()
-    keep = w_ok & known
-    wk = weights.filter(pl.Series(keep))
-    weight_vals = wk["weight"].cast(pl.Float64).to_numpy()
+    # one hash pass: unknown (or null) symbols become null codes and are dropped
+    w_codes = weights["symbol"].cast(pl.Enum(symbols), strict=False).to_physical()
+    keep = w_ok & w_codes.is_not_null().to_numpy()
+    weight_vals = weights["weight"].cast(pl.Float64).to_numpy()[keep]
     if not np.isfinite(weight_vals).all():
         msg = "column `weight` of the weights frame must be finite"
         raise BacktestError(msg)
-    wmat = _dense(row_of[w_pos[keep]], _codes(wk["symbol"], symbols), weight_vals,
+    wmat = _dense(row_of[w_pos[keep]], w_codes.to_numpy()[keep].astype(np.int64), weight_vals,
                   (reb_days.size, n_sym), "weights")
     np.nan_to_num(wmat, copy=False, nan=0.0)  # unlisted symbols: target 0
     exec_row = np.full(n_days, -1, np.int64)
