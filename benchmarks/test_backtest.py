@@ -191,7 +191,8 @@ def test_backtest_accounting(benchmark, panels, size, method):
         if best >= loop:
             # reported, not hidden: the loop returns equity only; qpipe also checks its inputs
             # and builds the trades frame (one row per fill) and the other equity columns
-            pytest.xfail(f"qpipe {best:.3f}s is not faster than the numpy loop {loop:.3f}s at {size}")
+            msg = f"qpipe {best:.3f}s is not faster than the numpy loop {loop:.3f}s at {size}"
+            pytest.xfail(msg)
 
 
 # sweep ---------------------------------------------------------------------------------------
