@@ -288,6 +288,7 @@ def simulate(
         close, open_, use_open, wmat, exec_row, dead_from, capital, c, slip, borrow_d, cash_d
     )
 
+    _check_finite(equity, cash, t_day, t_sym, t_shares, win, symbols)
     prev = np.concatenate(([capital], equity[:-1]))
     with np.errstate(divide="ignore", invalid="ignore"):
         ret = np.where(prev > 0, equity / prev - 1.0, np.nan)
@@ -323,6 +324,37 @@ def simulate(
     n_rebalances = int((~ruined[reb_days]).sum())
     ruined_on = dates[int(np.argmax(ruined))] if ruined.any() else None
     return BacktestResult(eq, trades, n_rebalances, ruined_on)
+
+
+def _check_finite(
+    equity: np.ndarray,
+    cash: np.ndarray,
+    t_day: np.ndarray,
+    t_sym: np.ndarray,
+    t_shares: np.ndarray,
+    days: np.ndarray,
+    symbols: pl.Series,
+) -> None:
+    """Raise :class:`BacktestError` if the arithmetic left the float range.
+
+    Prices that pass Tier 1 (finite, > 0) can still be extreme enough (a subnormal close, a
+    ratio beyond 1e308) that shares or equity overflow; say where instead of reporting NaN.
+    """
+    bad_days = np.flatnonzero(~np.isfinite(equity) | ~np.isfinite(cash))
+    bad_trades = np.flatnonzero(~np.isfinite(t_shares))
+    if bad_days.size == 0 and bad_trades.size == 0:
+        return
+    day = int(bad_days[0]) if bad_days.size else len(days)
+    where = ""
+    if bad_trades.size and int(t_day[bad_trades[0]]) <= day:
+        day = int(t_day[bad_trades[0]])
+        where = f" trading `{symbols[int(t_sym[bad_trades[0]])]}`"
+    when = date.fromordinal(date(1970, 1, 1).toordinal() + int(days[day]))
+    msg = (
+        f"backtest overflowed on {when.isoformat()}{where}: shares or equity are not finite "
+        f"(prices or weights too extreme for float64, e.g. a close near 1e-308); check `close`"
+    )
+    raise BacktestError(msg)
 
 
 def _day_number(d: date) -> int:

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from qpipe.backtest.accounting import simulate
 from qpipe.config import ThreadSafeConfig
-from qpipe.errors import QpipeError
+from qpipe.errors import BacktestError, QpipeError
 from qpipe.store import ArrowStore
 from qpipe.validation.audit import audit_allocation
 from qpipe.validation.ingest import ingest_frame
@@ -35,7 +35,7 @@ symbols = st.sampled_from(["A", "B", "C", "../x"])
 days = st.integers(0, 12).map(lambda k: D0 + dt.timedelta(days=k))
 closes = st.floats(min_value=0.5, max_value=200.0)
 # Extreme levels (1e-300, 1e300) as a per-frame scale: extreme prices, but price *ratios* that
-# keep equity representable; an overflowing ratio is the known gap tested (xfail) at the end.
+# keep equity representable; an overflowing ratio is a BacktestError (tested at the end).
 scales = st.sampled_from([1.0, 1e-300, 1e300])
 bad_closes = st.one_of(closes, st.sampled_from([math.nan, math.inf, -math.inf, 0.0, -1.0]))
 weights_values = st.one_of(
@@ -145,24 +145,19 @@ def test_ingest_audit_backtest_chain_never_escapes_a_non_qpipe_error(prices, wei
         _check_equity(stored, result)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: closes that pass Tier 1 (finite, > 0) but whose ratio exceeds the float "
-    "range (a subnormal 5e-324, or 2e-308 then 4.0), or a weight of 1e300 with validation.mode "
-    "none, overflow shares or equity to inf/NaN; the "
-    "accounting should raise BacktestError naming the symbol and date (accounting.py)",
+@pytest.mark.parametrize(
+    ("closes", "weight"),
+    [([1.0, 5e-324, 5e-324], 1.0), ([2e-308, 2e-308, 4.0], 1.0), ([1.0, 1.0, 2.0], 1e300)],
+    ids=["subnormal-close", "ratio-beyond-float", "weight-1e300"],
 )
-def test_a_subnormal_close_gives_a_clear_error_not_nan_equity():
-    prices = pl.DataFrame(
-        {
-            "date": [D0, D0 + dt.timedelta(days=2)],
-            "symbol": ["B", "B"],
-            "close": [1.0, 5e-324],
-        }
-    )
-    weights = pl.DataFrame({"date": [D0 + dt.timedelta(days=2)], "symbol": ["B"], "weight": [1.0]})
+def test_float_overflow_is_a_clear_backtest_error_not_nan_equity(closes, weight):
+    """Closes that pass Tier 1 (finite, > 0) can still overflow shares or equity."""
+    days = [D0 + dt.timedelta(days=i) for i in range(3)]
+    prices = pl.DataFrame({"date": days, "symbol": ["B"] * 3, "close": closes})
+    weights = pl.DataFrame({"date": [days[1]], "symbol": ["B"], "weight": [weight]})
     try:
-        result = simulate(prices, weights)
-    except QpipeError:
+        result = simulate(prices, weights, cost_bps=10.0)
+    except BacktestError as exc:
+        assert "overflowed on 2020-01-0" in str(exc) and "`close`" in str(exc)
         return
-    _check_equity(prices, result)
+    _check_equity(prices, result)  # or it stays finite
