@@ -197,15 +197,16 @@ def runner_main(argv: Sequence[str] | None = None) -> int:
     args = runner_parser().parse_args(argv)
 
     def go() -> int:
+        from qpipe.sweep import parse_sweep, sweep_main
+
         try:
             cfg = resolve_config(args)
+            grid = parse_sweep(args.sweep, cfg) if args.sweep or len(cfg.sweep) else None
         except ConfigError as exc:
             _record_config_failure(args, argv, exc)
             raise
-        if args.sweep or len(cfg.sweep):
-            from qpipe.sweep import sweep_main
-
-            return sweep_main(cfg, args.sweep, argv=argv, quiet=args.quiet)
+        if grid is not None:
+            return sweep_main(cfg, args.sweep, argv=argv, quiet=args.quiet, grid=grid)
         return _run_once(cfg, args, argv)
 
     return guarded(go, debug=args.debug)

@@ -560,11 +560,16 @@ def sweep_main(
     argv: Sequence[str] | None = None,
     quiet: bool = False,
     on_result: Callable[[SweepResult], None] | None = None,
+    grid: Grid | None = None,
 ) -> int:
-    """The CLI's sweep: run it, print the table and any failures; 1 if a trial failed."""
+    """The CLI's sweep: run it, print the table and any failures; 1 if a trial failed.
+
+    ``grid`` is ``parse_sweep(sweep_args, cfg)`` when the caller already parsed it.
+    """
     from rich.console import Console
 
-    grid = parse_sweep(sweep_args, cfg)
+    if grid is None:
+        grid = parse_sweep(sweep_args, cfg)
     result = run_sweep(cfg, grid, metric=sweep_metric(cfg), progress=not quiet, argv=argv)
     if on_result is not None:
         on_result(result)
