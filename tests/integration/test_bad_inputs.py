@@ -364,7 +364,10 @@ CONFIG_CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "malformed-set-no-equals": (["--set", "backtest"], ("`backtest`", "section.key=value")),
     "malformed-set-no-key": (["--set", "=5"], ("`=5`", "section.key=value")),
     "malformed-set-three-parts": (["--set", "a.b.c=1"], ("`a.b.c=1`", "section.key=value")),
-    "malformed-sweep": (["--sweep", "strategy.lookback"], ("--sweep strategy.lookback", "malformed")),
+    "malformed-sweep": (
+        ["--sweep", "strategy.lookback"],
+        ("--sweep strategy.lookback", "malformed"),
+    ),
     "sweep-unknown-key": (["--sweep", "strategy.lookbak=5,10"], ("did you mean",)),
 }
 
