@@ -21,12 +21,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import pandera.polars as pa
 import polars as pl
-from pandera.errors import SchemaError, SchemaErrors
 
 from qpipe.errors import SchemaValidationError
+
+if TYPE_CHECKING:
+    import pandera.polars as pa
 
 __all__ = [
     "KEY_COLUMNS",
@@ -185,6 +187,8 @@ def weight_checks(columns: Sequence[str]) -> tuple[RowCheck, ...]:
 
 
 def _pandera_check(check: RowCheck) -> pa.Check:
+    import pandera.polars as pa  # lazy: pandera (and pandas) cost ~0.7 s to import
+
     expr = check.ok()
 
     def fn(data: pa.PolarsData) -> pl.LazyFrame:
@@ -200,6 +204,8 @@ def _schema(
     checks: Sequence[RowCheck],
     name: str,
 ) -> pa.DataFrameSchema:
+    import pandera.polars as pa  # lazy: pandera (and pandas) cost ~0.7 s to import
+
     per_column: dict[str, list[pa.Check]] = {c: [] for c in dtypes}
     frame_checks: list[pa.Check] = []
     for check in checks:
@@ -286,6 +292,8 @@ def _run(
     frame: pl.DataFrame, schema: pa.DataFrameSchema, checks: tuple[RowCheck, ...]
 ) -> pl.DataFrame | None:
     """Validate with pandera; on failure, a frame of per-check failure masks (else None)."""
+    from pandera.errors import SchemaError, SchemaErrors
+
     try:
         schema.validate(frame, lazy=True)
     except SchemaErrors as exc:

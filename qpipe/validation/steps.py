@@ -25,12 +25,15 @@ other names  `date` (Date) and `symbol` (String) non-null where present; numeric
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-import pandera.polars as pa
 import polars as pl
-from pandera.errors import SchemaError, SchemaErrors
 
 from qpipe.errors import SchemaValidationError
+
+if TYPE_CHECKING:
+    import pandera.polars as pa
+    from pandera.errors import SchemaError, SchemaErrors
 from qpipe.stages.base import Step
 
 __all__ = ["KINDS", "check_step_output", "step_schema"]
@@ -41,6 +44,8 @@ SHOW = 5
 
 
 def _finite(nullable: bool) -> pa.Check:
+    import pandera.polars as pa  # lazy: pandera (and pandas) cost ~0.7 s to import
+
     def check(data: pa.PolarsData) -> pl.LazyFrame:
         c = pl.col(data.key)
         ok = c.is_finite() | c.is_null() if nullable else c.is_finite().fill_null(False)
@@ -50,6 +55,8 @@ def _finite(nullable: bool) -> pa.Check:
 
 
 def _unique(keys: tuple[str, ...]) -> pa.Check:
+    import pandera.polars as pa  # lazy: pandera (and pandas) cost ~0.7 s to import
+
     # one pass over the keys; a row is bad if its key appears twice
     def check(data: pa.PolarsData) -> pl.LazyFrame:
         return data.lazyframe.select(~pl.struct(list(keys)).is_duplicated().alias("unique"))
@@ -66,6 +73,8 @@ def step_schema(name: str, columns: dict[str, pl.DataType] | pl.Schema) -> pa.Da
 
     Extra numeric columns are checked to be finite or null; non-numeric extras are left alone.
     """
+    import pandera.polars as pa  # lazy: pandera (and pandas) cost ~0.7 s to import
+
     cols: dict[str, pa.Column] = {}
     checks: list[pa.Check] = []
     kind = name if name in KINDS else "other"
@@ -136,6 +145,8 @@ def check_step_output(step: Step, name: str, frame: pl.DataFrame) -> None:
         Naming the stage, the output and the failed checks; ``failures`` holds
         ``(column, check, failure case)`` for every failing value.
     """
+    from pandera.errors import SchemaError, SchemaErrors
+
     schema = step_schema(name, frame.schema)
     try:
         schema.validate(frame, lazy=True)
