@@ -186,7 +186,10 @@ def _structural(
     found["before_first_price"] = _rows(
         live.filter(early & ~unknown).sort(order), "before_first_price", "weight"
     )
-    unpriced = live.filter(~early).join(keys, on=order, how="anti")
+    priced = live.filter(~early)
+    # only the price keys on the weights' dates can match: a small hash table, same result
+    near = keys.join(priced.select("date").unique(), on="date", how="semi")
+    unpriced = priced.join(near, on=order, how="anti")
     found["unpriced"] = _rows(unpriced.sort(order), "unpriced", "weight")
 
     fin = w.filter(weight.is_finite())
