@@ -2,15 +2,17 @@
 
 What is compared, exactly
 -------------------------
-The same target weights on the same prices, 10 bps fees, initial capital 1.0:
+The same target weights on the same prices, 10 bps fees, initial capital 1.0. Every method
+starts from the same long frames (DESIGN.md's prices and weights), and the pivot to matrices
+is inside each timing:
 
-- qpipe: ``qpipe.backtest.simulate`` from its native long frames (the pivot to matrices is
-  inside the timing);
+- qpipe: ``qpipe.backtest.simulate``;
 - vectorbt 1.2: ``Portfolio.from_orders(size_type="targetpercent", group_by=True,
-  cash_sharing=True, call_seq="auto", fees=c, min_size=0)`` from its native wide frames: on a
-  rebalance row a symbol's target is its weight or 0, other rows are NaN (no order);
-- a plain numpy loop over dates written here (sells, then buys in ascending order with the last
-  affordable buy filled partially).
+  cash_sharing=True, call_seq="auto", fees=c, min_size=0)`` on wide frames made with a Polars
+  pivot: on a rebalance row a symbol's target is its weight or 0 (NaN if unpriced), other rows
+  are NaN (no order);
+- a plain numpy loop over dates written here, on the same pivot (sells, then buys in ascending
+  order with the last affordable buy filled partially).
 
 The conventions coincide when every symbol has a price on every date (no delisting, nothing
 unpriced) and the target gross is below 1 with room for costs (0.98 here), so no buy is cut by
@@ -95,6 +97,22 @@ def panels():
     return get
 
 
+def wide_inputs(prices: pl.DataFrame, weights: pl.DataFrame):
+    """The long frames as the peers take them: dates, a close matrix (dates x symbols, sorted),
+    the rebalance rows and their targets (weight, 0 if unlisted, NaN if unpriced)."""
+    wide = prices.pivot(on="symbol", index="date", values="close", sort_columns=True).sort("date")
+    names = wide.columns[1:]
+    close = wide.drop("date").to_numpy()
+    w = weights.pivot(on="symbol", index="date", values="weight").sort("date")
+    w = w.select(
+        "date", *[pl.col(n) if n in w.columns else pl.lit(0.0).alias(n) for n in names]
+    ).fill_null(0.0)
+    dates = wide["date"].to_numpy()
+    reb = np.searchsorted(dates, w["date"].to_numpy())
+    target = np.where(np.isnan(close[reb]), np.nan, w.drop("date").to_numpy())
+    return dates, close, reb, target
+
+
 def numpy_loop(close: np.ndarray, reb: np.ndarray, target: np.ndarray, cost: float) -> np.ndarray:
     """The convention on a full panel, one date at a time (a reference, not a fast path)."""
     days, n = close.shape
@@ -160,12 +178,19 @@ def test_backtest_accounting(benchmark, panels, size, method):
     elif method == "vectorbt":
 
         def run():
-            return vectorbt_equity(d["close_df"], d["size_df"], cost)
+            dates, close, reb, target = wide_inputs(d["prices"], d["weights"])
+            index = pd.DatetimeIndex(dates)
+            size_df = np.full(close.shape, np.nan)
+            size_df[reb] = target
+            return vectorbt_equity(
+                pd.DataFrame(close, index=index), pd.DataFrame(size_df, index=index), cost
+            )
 
     else:
 
         def run():
-            return numpy_loop(d["close"], d["reb"], d["target"], cost)
+            _, close, reb, target = wide_inputs(d["prices"], d["weights"])
+            return numpy_loop(close, reb, target, cost)
 
     rounds = 1 if n_sym * n_days > 5_000_000 else 3
     equity = benchmark.pedantic(run, rounds=rounds, warmup_rounds=1)  # warm-up compiles numba

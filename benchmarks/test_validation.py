@@ -107,9 +107,6 @@ def test_validation_tiers(benchmark, price_files, tmp_path, rows, mode):
         RESULTS[("validation", "none-ingest", size)] = tier1
     elif mode == "two-tier-rerun":
         assert skipped, "tier 1 ran again on data the ledger had validated"
-        first = RESULTS.get(("validation", "two-tier-first", size))
-        if first is not None:
-            assert best < first  # the re-run does less: no Tier 1
         if base is not None:
             # overhead ~ the audit alone (Tier 1 skipped), whatever noise adds or removes
             audit = result.audit.seconds
