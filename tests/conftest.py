@@ -13,7 +13,12 @@ from hypothesis import HealthCheck, settings
 settings.register_profile(
     "qpipe", deadline=None, max_examples=50, suppress_health_check=[HealthCheck.too_slow]
 )
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "qpipe"))
+# CI replays the same examples every run (a red build must be reproducible); locally each run
+# explores new ones. HYPOTHESIS_PROFILE overrides either.
+settings.register_profile("ci", parent=settings.get_profile("qpipe"), derandomize=True)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "qpipe")
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
