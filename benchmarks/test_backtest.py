@@ -99,18 +99,28 @@ def panels():
 
 def wide_inputs(prices: pl.DataFrame, weights: pl.DataFrame):
     """The long frames as the peers take them: dates, a close matrix (dates x symbols, sorted),
-    the rebalance rows and their targets (weight, 0 if unlisted, NaN if unpriced)."""
-    wide = prices.pivot(on="symbol", index="date", values="close", sort_columns=True).sort("date")
-    names = wide.columns[1:]
-    close = wide.drop("date").to_numpy()
-    w = weights.pivot(on="symbol", index="date", values="weight").sort("date")
-    w = w.select(
-        "date", *[pl.col(n) if n in w.columns else pl.lit(0.0).alias(n) for n in names]
-    ).fill_null(0.0)
-    dates = wide["date"].to_numpy()
-    reb = np.searchsorted(dates, w["date"].to_numpy())
-    target = np.where(np.isnan(close[reb]), np.nan, w.drop("date").to_numpy())
-    return dates, close, reb, target
+    the rebalance rows and their targets (weight, 0 if unlisted, NaN if unpriced).
+
+    A numpy scatter on sorted symbol codes and date positions (what ``simulate`` does too);
+    ``DataFrame.pivot`` was measured ~40x slower at 3,000 symbols.
+    """
+    names = prices["symbol"].unique().sort()
+    days = prices["date"].unique().sort()
+    day_num = days.cast(pl.Int32).to_numpy()
+    enum = pl.Enum(names)
+
+    def cells(frame: pl.DataFrame, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        i = np.searchsorted(rows, frame["date"].cast(pl.Int32).to_numpy())
+        return i, frame["symbol"].cast(enum).to_physical().to_numpy()
+
+    close = np.full((days.len(), names.len()), np.nan)
+    close[cells(prices, day_num)] = prices["close"].to_numpy()
+    w_num = weights["date"].unique().sort().cast(pl.Int32).to_numpy()
+    reb = np.searchsorted(day_num, w_num)
+    target = np.zeros((reb.size, names.len()))
+    target[cells(weights, w_num)] = weights["weight"].to_numpy()
+    target[np.isnan(close[reb])] = np.nan
+    return days.to_numpy(), close, reb, target
 
 
 def numpy_loop(close: np.ndarray, reb: np.ndarray, target: np.ndarray, cost: float) -> np.ndarray:
