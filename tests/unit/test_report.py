@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+import subprocess
+import sys
 from html.parser import HTMLParser
 
-import matplotlib
 import numpy as np
 import polars as pl
 import pytest
@@ -17,8 +18,14 @@ from rich.console import Console
 
 from qpipe.errors import ConfigError
 from qpipe.report import (
+    _EPOCH,
     METRIC_LABELS,
     SUMMARY_METRICS,
+    _date_ticks,
+    _nice_ticks,
+    _path,
+    _thin,
+    _tick_text,
     format_metric,
     render_report,
     render_sweep,
@@ -160,10 +167,9 @@ def test_report_is_well_formed_html(page: str) -> None:
 def test_report_references_no_external_resource(page: str) -> None:
     checker = parse(page)
     links = [(t, k, v) for t, k, v in checker.attrs if k in {"src", "href", "xlink:href"}]
-    assert links, "charts should use internal #id references"
     assert all(v is not None and v.startswith("#") for _, _, v in links), links
-    assert not {"script", "link", "img", "iframe", "object"} & set(checker.tags)
-    # No URL at all: the SVG prolog (DTD), metadata and xmlns declarations are stripped.
+    assert not {"script", "link", "img", "iframe", "object", "use", "image"} & set(checker.tags)
+    # No URL at all: no DTD, no xmlns declaration (HTML5 does not need them), no url(...).
     assert "http://" not in page
     assert "https://" not in page
     assert "url(http" not in page
@@ -185,8 +191,22 @@ def test_report_has_one_inline_svg_per_chart(page: str) -> None:
 def test_svg_ids_are_unique_across_charts(page: str) -> None:
     # Several inline SVGs share one document: a duplicated clip-path id would clip the wrong chart.
     ids = [v for _, k, v in parse(page).attrs if k == "id"]
-    assert ids
     assert len(ids) == len(set(ids))
+    refs = set(re.findall(r'(?:href="|url\()#([^")]+)', page))
+    assert refs <= set(ids)  # every internal reference resolves
+
+
+def test_charts_are_accessible_and_hold_only_finite_numbers(page: str) -> None:
+    svgs = re.findall(r"<svg\b([^>]*)>(.*?)</svg>", page, re.S)
+    assert len(svgs) == N_CHARTS
+    for attrs, body in svgs:
+        assert 'role="img"' in attrs
+        label = re.search(r'aria-label="([^"]+)"', attrs)
+        assert label is not None
+        assert body.startswith(f"<title>{label.group(1)}</title>")
+        assert not re.search(r"nan|inf", body, re.I), body[:200]
+    assert "Equity chart: strategy, benchmark (equal weight); 2020-01-01 to" in page
+    assert "full period 1.23" in page  # the dashed full-period Sharpe is in the legend
 
 
 def test_report_lists_every_metric_name_and_formatted_value(page: str) -> None:
@@ -229,11 +249,17 @@ def test_report_is_deterministic_and_sorts_unsorted_input() -> None:
     assert a == b
 
 
-def test_render_leaves_matplotlib_global_state_alone(page: str) -> None:
-    keys = ("svg.fonttype", "svg.hashsalt", "font.size", "axes.spines.top", "path.simplify")
-    before = {k: matplotlib.rcParams[k] for k in keys}
-    report(equity=make_equity(3))
-    assert {k: matplotlib.rcParams[k] for k in keys} == before
+def test_rendering_does_not_import_matplotlib() -> None:
+    # The charts are hand-written SVG: importing matplotlib alone cost ~0.6 s per run.
+    code = (
+        "import sys; sys.path.insert(0, 'tests/unit'); import test_report as t; "
+        "t.report(); t.render_sweep(t.pl.DataFrame({'a': [1], 'sharpe': [1.0]}), "
+        "metric='sharpe', params=['a'], title='t'); "
+        "assert 'matplotlib' not in sys.modules, 'matplotlib was imported'"
+    )
+    root = __file__.rsplit("/tests/", 1)[0]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_monthly_heatmap_compounds_daily_returns() -> None:
@@ -300,6 +326,18 @@ def test_edge_cases_render(overrides: dict[str, object]) -> None:
     assert RUN_ID in page
     assert page.count("<svg") == N_CHARTS
     assert "http://" not in page
+    charts = "".join(re.findall(r"<svg\b.*?</svg>", page, re.S))
+    assert not re.search(r"nan|inf", charts, re.I)
+
+
+def test_empty_and_short_inputs_show_placeholders() -> None:
+    empty = report(equity=make_equity(0))
+    assert empty.count(">no data</text>") == 2  # equity and drawdown
+    assert ">fewer than 126 days of returns</text>" in empty
+    assert ">no trades</text>" in empty
+    short = report(equity=make_equity(40))
+    assert ">fewer than 126 days of returns</text>" in short
+    assert ">no data</text>" not in short
 
 
 def test_all_null_metrics_render_as_dashes() -> None:
@@ -313,6 +351,80 @@ def test_all_null_metrics_render_as_dashes() -> None:
 def test_missing_equity_column_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="`equity` frame lacks column"):
         report(equity=make_equity(10).drop("turnover"))
+
+
+# ---------------------------------------------------------------------------- SVG renderer
+
+
+def _day(y: int, m: int, d: int) -> float:
+    return float((dt.date(y, m, d) - _EPOCH).days)
+
+
+def test_date_ticks_use_years_months_or_days_by_range() -> None:
+    years = _date_ticks(_day(2015, 1, 1), _day(2024, 12, 31), 12)
+    assert [t for _, t in years] == [str(y) for y in range(2015, 2025)]
+    assert years[0][0] == _day(2015, 1, 1)
+    months = [t for _, t in _date_ticks(_day(2020, 1, 1), _day(2021, 2, 24), 12)]
+    assert months == ["2020", "Mar", "May", "Jul", "Sep", "Nov", "2021"]
+    no_january = [t for _, t in _date_ticks(_day(2020, 3, 1), _day(2020, 9, 30), 12)]
+    assert no_january[0] == "Mar 2020"
+    weeks = [t for _, t in _date_ticks(_day(2020, 1, 1), _day(2020, 2, 5), 12)]
+    assert weeks == ["Jan 6", "Jan 13", "Jan 20", "Jan 27", "Feb 3"]  # Mondays
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi", "most", "ticks", "pct", "text"),
+    [
+        (0.9, 5.1, 10, [1.0 + 0.5 * i for i in range(9)], False, "1.0"),
+        (-0.32, 0.005, 6, [-0.3, -0.2, -0.1, 0.0], True, "−30%"),
+        (-0.05, 1.05, 6, [0.0, 0.2, 0.4, 0.6, 0.8, 1.0], True, "0%"),
+        (-2.9, 4.3, 6, [-2.0, 0.0, 2.0, 4.0], False, "−2"),
+        (0.0, 0.012, 5, [0.0, 0.0025, 0.005, 0.0075, 0.01], True, "0.25%"),
+    ],
+)
+def test_nice_ticks_are_round_numbers_inside_the_range(
+    lo: float, hi: float, most: int, ticks: list[float], pct: bool, text: str
+) -> None:
+    got = _nice_ticks(lo, hi, most)
+    assert got == pytest.approx(ticks)
+    assert lo <= got[0] and got[-1] <= hi
+    labels = _tick_text(got, pct)
+    assert text in labels
+    assert len(set(labels)) == len(labels)  # enough decimals to tell ticks apart
+
+
+def test_long_series_are_thinned_per_pixel_column_keeping_extremes() -> None:
+    rng = np.random.default_rng(0)
+    px = np.linspace(0.0, 100.0, 50_000, endpoint=False)  # 500 points per pixel column
+    py = np.cumsum(rng.normal(size=px.size))
+    tx, ty = _thin(px, py)
+    assert tx.size <= 4 * 100
+    assert np.all(np.diff(tx) > 0)  # order kept
+    for col in range(100):
+        inside = (px >= col) & (px < col + 1)
+        kept = (tx >= col) & (tx < col + 1)
+        assert ty[kept].max() == py[inside].max()
+        assert ty[kept].min() == py[inside].min()
+    short = np.arange(10.0)
+    assert _thin(short, short)[0] is short  # a series that fits is drawn as it is
+
+
+def test_path_breaks_at_gaps_and_marks_lone_points() -> None:
+    x = np.array([0.0, 0.5, 2.0, 3.0, 4.0])
+    d = _path(x, np.array([1.04, 0.81, np.nan, 5.0, np.nan]))
+    # One decimal, relative steps after an absolute start, a new start after the gap, a dot.
+    assert d == "M0 1l.5 -.2M3 5h0"
+
+
+def test_sweep_with_text_parameter_draws_bars() -> None:
+    summary = pl.DataFrame({"strategy.kind": ["mom", "<mr>", "ivol"], "cagr": [0.07, -0.02, 0.05]})
+    page = render_sweep(summary, metric="cagr", params=["strategy.kind"], title="kinds")
+    parse(page)
+    svg = re.search(r"<svg\b.*?</svg>", page, re.S)
+    assert svg is not None
+    assert svg.group(0).count("Z") == 3  # one closed rectangle per value
+    assert "&lt;mr&gt;</text>" in svg.group(0)
+    assert "−2%" in svg.group(0)
 
 
 # ------------------------------------------------------------------------------ format_metric
