@@ -27,7 +27,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 bench: $(VENV)/.bench-installed
-	$(PY) -m pytest benchmarks --benchmark-only --benchmark-group-by=group -q
+	$(PY) -m pytest benchmarks --benchmark-only --benchmark-group-by=group -q -rxs
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check qpipe tests benchmarks runner.py
