@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from qpipe.config import ThreadSafeConfig
@@ -220,6 +221,67 @@ def _pick_cuts(w: pl.DataFrame, n: int) -> list[dt.date]:
     return sorted({pool[round(k * (m - 1) / n)] for k in range(1, n + 1)})
 
 
+class _History:
+    """Each symbol's rows in date order, to find where its trailing window starts.
+
+    ``back(lo, cut, warm)`` is the earliest date among, for every symbol priced in
+    ``[lo, cut]``, the row ``warm`` rows before its first row in that range (or its first row).
+    Symbols are grouped by integer codes (a hash, not a sort of the strings); frames with null
+    keys take the plain Polars path, whose null handling this must match.
+    """
+
+    def __init__(self, prices: pl.DataFrame) -> None:
+        keys = prices.select("date", "symbol")
+        self.frame: pl.DataFrame | None = None
+        if keys.null_count().sum_horizontal().item():
+            self.frame = keys.sort("symbol", "date").with_columns(
+                pl.int_range(pl.len()).over("symbol").alias("_k")
+            )
+            return
+        sym, date = pl.col("symbol"), pl.col("date")
+        prev = sym.shift()
+        flags = keys.select(
+            (prev.is_null() | (sym != prev)).alias("new"),
+            (prev.is_null() | (sym > prev) | ((sym == prev) & (date >= date.shift())))
+            .all()
+            .alias("ordered"),
+        )
+        if flags["ordered"][0]:  # the store's usual (symbol, date) order: no sort needed
+            new_group = flags["new"].to_numpy()
+            self.day = keys["date"].cast(pl.Int32).to_numpy()
+        else:
+            coded = keys.select(
+                sym.cast(pl.Categorical).to_physical().cast(pl.Int64).alias("s"),
+                date.cast(pl.Int32).alias("d"),
+            ).sort("s", "d")
+            codes = coded["s"].to_numpy()
+            new_group = np.r_[True, codes[1:] != codes[:-1]]
+            self.day = coded["d"].to_numpy()
+        # rows are grouped by symbol, days ascending within a group
+        self.gid = np.cumsum(new_group)
+        self.start = np.maximum.accumulate(np.where(new_group, np.arange(new_group.size), 0))
+
+    def back(self, lo: dt.date, cut: dt.date, warm: int) -> dt.date | None:
+        if self.frame is not None:
+            numbered = self.frame
+            firsts = (
+                numbered.filter(pl.col("date").is_between(lo, cut))
+                .group_by("symbol")
+                .agg((pl.col("_k").min() - warm).clip(lower_bound=0).alias("_k"))
+            )
+            found = numbered.join(firsts, on=["symbol", "_k"], how="semi")["date"].min()
+            return found if isinstance(found, dt.date) else None
+        epoch = dt.date(1970, 1, 1)
+        inside = np.flatnonzero((self.day >= (lo - epoch).days) & (self.day <= (cut - epoch).days))
+        if inside.size == 0:
+            return None
+        g = self.gid[inside]
+        first = inside[np.r_[True, g[1:] != g[:-1]]]  # first row in range of each symbol
+        group = self.start[first]
+        rows = group + np.maximum(first - group - warm, 0)
+        return epoch + dt.timedelta(days=int(self.day[rows].min()))
+
+
 def _pit(
     w: pl.DataFrame,
     prices: pl.DataFrame,
@@ -234,22 +296,12 @@ def _pit(
     price_dates = prices["date"].unique().sort()
     index = {d: i for i, d in enumerate(price_dates.to_list())}
     reb = w["date"].unique().sort().to_list()
-    # a symbol's row number, to keep each symbol's last `warm` rows
-    numbered = (
-        prices.select("date", "symbol")
-        .sort("symbol", "date")
-        .with_columns(pl.int_range(pl.len()).over("symbol").alias("_k"))
-    )
+    history = _History(prices)
     out: list[Violation] = []
     for cut in cuts:
         compared = [d for d in reb if d <= cut][-window:]
         lo = price_dates[max(0, index[compared[0]] - warm)]
-        firsts = (
-            numbered.filter(pl.col("date").is_between(lo, cut))
-            .group_by("symbol")
-            .agg((pl.col("_k").min() - warm).clip(lower_bound=0).alias("_k"))
-        )
-        back = numbered.join(firsts, on=["symbol", "_k"], how="semi")["date"].min()
+        back = history.back(lo, cut, warm)
         start = min(lo, back) if isinstance(back, dt.date) else lo
         if cfg.allocation.rebalance == "every_k":
             k = cfg.allocation.every_k
