@@ -4,6 +4,7 @@ recorded while the others finish, the summary files, the CLI, and local/Ray pari
 from __future__ import annotations
 
 import json
+import os
 
 import polars as pl
 import pytest
@@ -145,3 +146,50 @@ def test_a_sweep_gives_identical_outputs_on_both_engines(cfg, tmp_path, ray_hub)
     assert all(t.status == "ok" for t in on_ray.trials)
     assert on_ray.cache_entries == 2  # features and signals, computed once on the driver
     assert pl.Series(on_ray.summary["trial"]).to_list() == local.summary["trial"].to_list()
+
+
+@pytest.mark.ray
+def test_killing_a_ray_worker_mid_sweep_loses_no_trial(tmp_path, ray_hub):
+    """SIGKILL a worker while it runs a trial: Ray retries it; every trial ends ok with the
+    same outputs as the local sweep, and the ledger still verifies."""
+    import signal
+    import threading
+
+    import psutil
+
+    from qpipe.engines.local import LocalEngine
+    from qpipe.engines.ray import RayEngine
+    from qpipe.ledger import verify
+
+    ray_hub.local()
+    big = {**SMALL, "data": {**SMALL["data"], "symbols": 120}}
+    cfg = ThreadSafeConfig.from_mapping({**big, "run": {"report": False}})
+    grid = [("allocation.top_n", [3, 5, 8])]
+    killed: list[int] = []
+    stop = threading.Event()
+
+    def killer() -> None:
+        while not stop.is_set() and not killed:
+            for proc in psutil.process_iter(["pid", "cmdline"]):
+                cmd = " ".join(proc.info["cmdline"] or [])
+                if "_run_trial" in cmd and proc.pid != os.getpid():
+                    os.kill(proc.pid, signal.SIGKILL)
+                    killed.append(proc.pid)
+                    return
+            stop.wait(0.02)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    try:
+        on_ray = run_sweep(cfg, grid, engine=RayEngine(), out=tmp_path / "b", progress=False)
+    finally:
+        stop.set()
+        thread.join()
+    local = run_sweep(cfg, grid, engine=LocalEngine(), out=tmp_path / "a", progress=False)
+    assert killed, "no trial worker was seen running; nothing was killed"
+    assert [t.status for t in on_ray.trials] == ["ok"] * 3
+    data = ("equity.arrow", "weights.arrow", "trades.arrow", "metrics.json")
+    for t, u in zip(on_ray.trials, local.trials, strict=True):
+        assert [t.artifacts[n] for n in data] == [u.artifacts[n] for n in data]
+    report = verify(tmp_path / "b" / "audit.jsonl")
+    assert report.ok, report.reason
