@@ -274,3 +274,21 @@ def test_weights_breaking_the_limits_fail_the_audit_and_are_recorded(
         records[-1]["kind"] == "run_failed"
         and records[-1]["data"]["error"] == "AllocationAuditError"
     )
+
+
+@pytest.mark.parametrize("config", sorted((REPO / "configs").glob("*.toml")), ids=lambda p: p.stem)
+def test_every_example_config_runs_from_runner(tmp_path, config):
+    out = tmp_path / "runs"
+    small = [
+        "--set",
+        "data.symbols=120",
+        "--set",
+        'data.start="2018-01-01"',
+        "--set",
+        'data.end="2020-12-31"',
+    ]
+    assert runner_main(["--config", str(config), *small, "--out", str(out), "--quiet"]) == 0
+    (run_dir,) = _run_dirs(out)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["n_rebalances"] > 0 and metrics["total_cost"] > 0
+    assert "<svg" in (run_dir / "report.html").read_text()
