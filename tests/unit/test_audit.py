@@ -9,6 +9,8 @@ import pickle
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from qpipe.config import FrozenTable, ThreadSafeConfig
 from qpipe.errors import AllocationAuditError
@@ -201,3 +203,43 @@ def test_honest_strategy_passes_point_in_time_on_every_schedule(prices, rebalanc
     w = pipe.apply_lazy({"prices": prices.lazy()})["weights"].collect()
     report = audit_allocation(w, prices, cfg, strategy=pipe)
     assert report.passed and len(report.pit_cuts) == 3
+
+
+@given(
+    rows=st.lists(
+        st.tuples(st.integers(0, 40), st.sampled_from(["A", "B", "C", "DD", "E"])),
+        min_size=1,
+        max_size=80,
+        unique=True,
+    ),
+    lo=st.integers(0, 40),
+    span=st.integers(0, 20),
+    warm=st.integers(0, 6),
+    shuffle=st.booleans(),
+)
+@settings(max_examples=80, deadline=None)
+def test_pit_window_start_matches_a_plain_reference(rows, lo, span, warm, shuffle):
+    """The point-in-time window start (numpy fast path, sorted or not) against plain Python."""
+    from qpipe.validation.audit import _History
+
+    base = dt.date(2020, 1, 1)
+    frame = pl.DataFrame(
+        {"date": [base + dt.timedelta(days=d) for d, _ in rows], "symbol": [s for _, s in rows]}
+    )
+    frame = (
+        frame.sample(fraction=1.0, shuffle=True, seed=1)
+        if shuffle
+        else frame.sort("symbol", "date")
+    )
+    lo_d, cut_d = base + dt.timedelta(days=lo), base + dt.timedelta(days=lo + span)
+    by_symbol: dict[str, list[dt.date]] = {}
+    for d, s in zip(frame["date"], frame["symbol"], strict=True):
+        by_symbol.setdefault(s, []).append(d)
+    starts = []
+    for days in by_symbol.values():
+        days.sort()
+        inside = [i for i, d in enumerate(days) if lo_d <= d <= cut_d]
+        if inside:
+            starts.append(days[max(inside[0] - warm, 0)])
+    expected = min(starts) if starts else None
+    assert _History(frame).back(lo_d, cut_d, warm) == expected
