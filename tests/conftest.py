@@ -23,6 +23,24 @@ settings.load_profile(
 REPO = Path(__file__).resolve().parent.parent
 
 
+def sets(*pairs: str) -> list[str]:
+    """``--set`` flags for ``runner_main``: ``sets("a.b=1")`` -> ``["--set", "a.b=1"]``."""
+    return [flag for pair in pairs for flag in ("--set", pair)]
+
+
+# a strategy that fits random_walk_prices() (8 symbols, 120 days)
+FAST_SETS = sets("strategy.lookback=20", "strategy.skip=2", "allocation.top_n=3")
+# a small built-in universe (20 symbols, 18 months) and a strategy that fits it
+SMALL_BUILTIN_SETS = sets(
+    "data.symbols=20",
+    'data.start="2020-01-01"',
+    'data.end="2021-06-30"',
+    "strategy.lookback=60",
+    "strategy.skip=5",
+    "allocation.top_n=5",
+)
+
+
 def random_walk_prices(symbols: int = 8, days: int = 120, seed: int = 1) -> pl.DataFrame:
     """A small long-format price frame: business days, some symbols listing late or ending early."""
     rng = np.random.default_rng(seed)

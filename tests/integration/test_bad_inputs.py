@@ -21,33 +21,17 @@ import pytest
 import qpipe.api
 import qpipe.validation.ingest as ingest_mod
 from qpipe.cli import main, runner_main
-from tests.conftest import random_walk_prices
+from tests.conftest import FAST_SETS, SMALL_BUILTIN_SETS, random_walk_prices
 
 # the strategy settings that fit the 8-symbol, 120-day test prices
 FAST = [
-    "--set",
-    "strategy.lookback=20",
-    "--set",
-    "strategy.skip=2",
-    "--set",
-    "allocation.top_n=3",
+    *FAST_SETS,
     "--no-report",
     "--quiet",
 ]
 # the small built-in universe (20 symbols, 18 months)
 SMALL_BUILTIN = [
-    "--set",
-    "data.symbols=20",
-    "--set",
-    'data.start="2020-01-01"',
-    "--set",
-    'data.end="2021-06-30"',
-    "--set",
-    "strategy.lookback=60",
-    "--set",
-    "strategy.skip=5",
-    "--set",
-    "allocation.top_n=5",
+    *SMALL_BUILTIN_SETS,
     "--no-report",
     "--quiet",
 ]

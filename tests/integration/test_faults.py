@@ -26,16 +26,11 @@ import pytest
 from qpipe._fs import file_digest
 from qpipe.cli import main, runner_main
 from qpipe.ledger import records, runs, verify
-from tests.conftest import REPO, random_walk_prices
+from tests.conftest import FAST_SETS, REPO, SMALL_BUILTIN_SETS, random_walk_prices
 
 KILLER = REPO / "tests" / "integration" / "_kill_at.py"
 FAST = [
-    "--set",
-    "strategy.lookback=20",
-    "--set",
-    "strategy.skip=2",
-    "--set",
-    "allocation.top_n=3",
+    *FAST_SETS,
     "--quiet",
 ]
 CHILD_ENV = {**os.environ, "POLARS_MAX_THREADS": "1", "PYTHONPATH": str(REPO)}
@@ -180,18 +175,7 @@ def test_disk_full_fails_with_a_clear_error_and_nothing_half_written(tmp_path, c
         ledger = tmp_path / "audit.jsonl"  # elsewhere, so the failure can be recorded
         code = runner_main(
             [
-                "--set",
-                "data.symbols=20",
-                "--set",
-                'data.start="2020-01-01"',
-                "--set",
-                'data.end="2021-06-30"',
-                "--set",
-                "strategy.lookback=60",
-                "--set",
-                "strategy.skip=5",
-                "--set",
-                "allocation.top_n=5",
+                *SMALL_BUILTIN_SETS,
                 "--out",
                 str(out),
                 "--ledger",

@@ -20,15 +20,10 @@ from qpipe.cli import main, runner_main
 from qpipe.errors import PathSafetyError
 from qpipe.ledger import records
 from qpipe.store import ArrowStore
-from tests.conftest import REPO, random_walk_prices
+from tests.conftest import FAST_SETS, REPO, random_walk_prices
 
 FAST = [
-    "--set",
-    "strategy.lookback=20",
-    "--set",
-    "strategy.skip=2",
-    "--set",
-    "allocation.top_n=3",
+    *FAST_SETS,
     "--quiet",
 ]
 HOSTILE = ["../../x", "/etc/passwd", "..", "a/b", "~root", "C:\\evil", "nul\x01"]
