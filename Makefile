@@ -13,7 +13,7 @@ $(PY):
 
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[dev,ray,mlflow,prefect]'
-	$(PY) -m qpipe._versions --check
+	$(PY) -c 'import sys; from qpipe._versions import main; sys.exit(main())'
 	rm -f $(VENV)/.installed-*; touch $(STAMP)
 
 $(VENV)/.bench-installed: $(STAMP)

@@ -1,7 +1,7 @@
 """Versions of qpipe and the packages it stands on, for the ledger and for install checks.
 
-``python -m qpipe._versions --check`` fails when pip resolved an extra to something other than
-what qpipe pins (pip silently falls back to mlflow 1.x when pyarrow is too new for mlflow 3).
+``make`` runs :func:`main` after installing; it fails when pip resolved an extra to something
+other than what qpipe pins (pip silently falls back to mlflow 1.x when pyarrow is too new).
 """
 
 from __future__ import annotations
@@ -46,14 +46,11 @@ def check() -> list[str]:
     return problems
 
 
-if __name__ == "__main__":
-    if "--check" in sys.argv:
-        found = check()
-        for p in found:
-            print(f"qpipe: {p}", file=sys.stderr)
-        if found:
-            sys.exit(1)
-        print(
-            "qpipe: installed versions: "
-            + ", ".join(f"{k} {v}" for k, v in package_versions().items())
-        )
+def main() -> int:
+    """Print the installed versions; 1 (with the reasons on stderr) if a pin did not hold."""
+    found = check()
+    for p in found:
+        print(f"qpipe: {p}", file=sys.stderr)
+    listed = ", ".join(f"{k} {v}" for k, v in package_versions().items())
+    print(f"qpipe: installed versions: {listed}")
+    return 1 if found else 0

@@ -196,3 +196,16 @@ def test_many_threads_read_and_try_to_mutate_one_config():
     assert not errors
     assert len(refused) == 16 * 500 * 2
     assert cfg.digest == digest and cfg.backtest.cost_bps == 10.0
+
+
+def test_install_check_accepts_the_pinned_majors_and_rejects_others(monkeypatch):
+    from importlib import metadata
+
+    from qpipe import _versions
+
+    assert _versions.check() == []  # what pip installed here holds the pins
+    real = metadata.version
+    monkeypatch.setattr(
+        _versions.metadata, "version", lambda n: "1.26.1" if n == "mlflow" else real(n)
+    )
+    assert _versions.check() == ["mlflow 1.26.1 is installed but qpipe needs mlflow 3.x"]
