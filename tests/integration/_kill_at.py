@@ -5,10 +5,12 @@ Usage::
     python tests/integration/_kill_at.py SPEC -- RUNNER_ARGS...
 
 ``SPEC`` is JSON: ``{"kill": "module:attr", "nth": 1, "arm": "module:attr", "arm_nth": 1,
-"mode": "before" | "half_write"}``. The function ``kill`` is wrapped so that its ``nth`` call
+"mode": "before" | "half_write", "signal": "SIGKILL" | "SIGINT"}``. The function ``kill`` is
+wrapped so that its ``nth`` call
 (counted only after ``arm``'s ``arm_nth`` call, when ``arm`` is given) kills the process with
 SIGKILL before doing anything; with ``"half_write"`` the wrapped function must be ``os:write``
 and half of the bytes are written first, so a ledger line is torn exactly as a crash would.
+With ``"signal": "SIGINT"`` the process interrupts itself as Ctrl-C would, instead of dying.
 Nothing in qpipe knows about this: the patching happens here, in the child process only.
 """
 
@@ -34,10 +36,10 @@ def _resolve(target: str) -> tuple[object, str]:
     return owner, name
 
 
-def _die() -> None:
+def _die(sig: str = "SIGKILL") -> None:
     sys.stdout.flush()
     sys.stderr.flush()
-    os.kill(os.getpid(), signal.SIGKILL)
+    os.kill(os.getpid(), getattr(signal, sig))
 
 
 def install(spec: dict) -> None:
@@ -67,7 +69,7 @@ def install(spec: dict) -> None:
                 if half:
                     fd, data = args[0], bytes(args[1])
                     original(fd, data[: max(1, len(data) // 2)])
-                _die()
+                _die(spec.get("signal", "SIGKILL"))
         return original(*args, **kwargs)
 
     setattr(owner, name, kill)

@@ -243,3 +243,27 @@ def test_two_runs_at_once_share_the_runs_folder_and_ledger(tmp_path, prices_csv)
             "report.html",
         } <= names
     assert_nothing_partial(out)
+
+
+def _argv(prices_csv: Path, out: Path) -> list[str]:
+    return ["--data", str(prices_csv), "--out", str(out), *FAST]
+
+
+def test_ctrl_c_mid_run_is_recorded_as_failed_and_exits_130(tmp_path, prices_csv, capsys):
+    out = tmp_path / "runs"
+    spec = {"kill": "qpipe.engines.local:run_step", "nth": 2, "signal": "SIGINT"}
+    proc = subprocess.run(
+        [sys.executable, str(KILLER), json.dumps(spec), "--", *_argv(prices_csv, out)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=CHILD_ENV,
+    )
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    last_line = proc.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("qpipe: error: interrupted") and "Traceback" not in proc.stderr
+    last = records(out / "audit.jsonl")[-1]
+    assert last["kind"] == "run_failed" and last["data"]["error"] == "KeyboardInterrupt"
+    assert main(["ledger", "verify", "--out", str(out)]) == 0
+    assert_nothing_partial(out)
+    assert_next_run_succeeds(out, prices_csv, capsys)

@@ -292,3 +292,43 @@ def test_every_example_config_runs_from_runner(tmp_path, config):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["n_rebalances"] > 0 and metrics["total_cost"] > 0
     assert "<svg" in (run_dir / "report.html").read_text()
+
+
+def test_benchmark_file_drives_the_relative_metrics(tmp_path, small_prices):
+    """--benchmark FILE: beta, alpha, tracking error and IR against that file's equal weight."""
+    import numpy as np
+
+    prices = tmp_path / "prices.parquet"
+    small_prices.write_parquet(prices)
+    one = small_prices.filter(pl.col("symbol") == "S00")  # a one-name "index"
+    bench = tmp_path / "index.csv"
+    one.write_csv(bench)
+    out = tmp_path / "runs"
+    args = [
+        "--data",
+        str(prices),
+        "--benchmark",
+        str(bench),
+        "--out",
+        str(out),
+        "--quiet",
+        "--no-report",
+        "--set",
+        "strategy.lookback=20",
+        "--set",
+        "strategy.skip=2",
+        "--set",
+        "allocation.top_n=3",
+    ]
+    assert runner_main(args) == 0
+    (run_dir,) = _run_dirs(out)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    equity = pl.read_ipc(run_dir / "equity.arrow")
+    r = equity["return"].to_numpy()
+    b = one.sort("date")["close"].pct_change().fill_null(0.0).to_numpy()
+    beta = np.cov(r, b, ddof=1)[0, 1] / np.var(b, ddof=1)
+    assert metrics["beta"] == pytest.approx(beta, rel=1e-9)
+    te = np.std(r - b, ddof=1) * np.sqrt(252)
+    assert metrics["tracking_error"] == pytest.approx(te, rel=1e-9)
+    names = [rec["data"]["name"] for rec in _ledger(out) if rec["kind"] == "dataset"]
+    assert names == ["prices", "benchmark"]
