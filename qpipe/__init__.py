@@ -5,6 +5,7 @@ travel between stages and processes; a frozen config; a tamper-evident ledger; R
 """
 
 from qpipe._versions import qpipe_version
+from qpipe.api import RunResult, run
 from qpipe.config import ThreadSafeConfig
 from qpipe.context import RunContext
 from qpipe.engines.local import LocalEngine
@@ -44,6 +45,7 @@ __all__ = [
     "QpipeError",
     "ReplayError",
     "RunContext",
+    "RunResult",
     "SchemaValidationError",
     "Stage",
     "StageError",
@@ -51,5 +53,6 @@ __all__ = [
     "StoreError",
     "ThreadSafeConfig",
     "__version__",
+    "run",
     "stage",
 ]

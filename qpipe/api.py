@@ -507,6 +507,8 @@ def run(
         # the original error matters more than a failure to record it
         with contextlib.suppress(Exception):
             book.append(run_id, "run_failed", {"error": type(exc).__name__, "message": message})
+        with contextlib.suppress(OSError):
+            run_dir.rmdir()  # only if empty: a quarantine file, if any, stays where the error says
         raise
     finally:
         if own_engine and eng is not None:

@@ -142,7 +142,14 @@ def _run_once(cfg: ThreadSafeConfig, args: argparse.Namespace, argv: Sequence[st
             outs = ", ".join(f"{k} {v['rows']:,} rows" for k, v in data["outputs"].items())
             console.print(f"  stage [green]{data['stage']}[/] {data['seconds']:.2f}s → {outs}")
         elif kind == "audited":
-            console.print(f"  allocation audit passed ({len(data.get('checks', []))} checks)")
+            checks = len(data.get("checks", []))
+            if data.get("passed"):
+                console.print(f"  allocation audit passed ({checks} checks)")
+            else:
+                n = data.get("n_violations", 0)
+                console.print(
+                    f"  allocation audit [red]FAILED[/]: {n} violation(s) in {checks} checks"
+                )
 
     result = run(cfg, argv=list(argv), on_event=on_event)
     if args.quiet:
@@ -151,7 +158,9 @@ def _run_once(cfg: ThreadSafeConfig, args: argparse.Namespace, argv: Sequence[st
         Console().print(
             summary_table(result.metrics, run_id=result.run_id, out_dir=str(result.out_dir))
         )
-        print(f"outputs: {result.out_dir}  ({result.seconds:.1f}s; ledger {result.ledger_path})")
+        if result.report_path.exists():
+            print(f"report: {result.report_path}")
+        print(f"run took {result.seconds:.1f}s; ledger {result.ledger_path}")
     return 0
 
 

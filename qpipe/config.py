@@ -14,6 +14,7 @@ no lock. Its :attr:`~ThreadSafeConfig.digest` (SHA-256 of a canonical JSON form)
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import hashlib
 import json
@@ -83,7 +84,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "engine": {
         "kind": "local",  # local | ray
-        "threads": 0,  # 0 = Polars' default
+        "threads": 0,  # local engine threads for independent steps; 0 = 2
         "address": "",  # ray: empty starts a local cluster on loopback
         "num_cpus": 0,
     },
@@ -92,6 +93,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "sweep": {},
 }
 OPEN_SECTIONS = frozenset({"sweep"})
+# ISO dates kept as strings ("" = unbounded where allowed); a TOML date is accepted and converted.
+DATE_KEYS = {"data.start": False, "data.end": False, "backtest.start": True, "backtest.end": True}
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "strategy.kind": ("momentum", "mean_reversion", "ma_crossover", "low_volatility"),
@@ -261,6 +264,12 @@ def _check(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
                 and not isinstance(value, bool)
             ):
                 value = float(value)
+            if (
+                path in DATE_KEYS
+                and isinstance(value, dt.date)
+                and not isinstance(value, dt.datetime)
+            ):
+                value = value.isoformat()
             if type(value) is not type(default):
                 problems.append(
                     f"`{path}` must be {_type_name(default)}, got {_type_name(value)} {value!r}"
@@ -284,6 +293,7 @@ def _check(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             low = f">= {lo}" if lo_incl else f"> {lo}"
             high = "" if hi == math.inf else f" and <= {hi}"
             problems.append(f"`{path}` must be {low}{high}, got {v}")
+    problems.extend(_date_problems(merged))
     s = merged["strategy"]
     if s["kind"] == "ma_crossover" and s["fast"] >= s["slow"]:
         problems.append(f"`strategy.fast` ({s['fast']}) must be < `strategy.slow` ({s['slow']})")
@@ -296,6 +306,32 @@ def _check(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         head = f"{n} config error{'s' if n > 1 else ''}: "
         raise ConfigError(head + "; ".join(problems))
     return merged
+
+
+def _date_problems(merged: dict[str, dict[str, Any]]) -> list[str]:
+    """ISO format for every date key, and start <= end for each pair."""
+    problems: list[str] = []
+    parsed: dict[str, dt.date | None] = {}
+    for path, may_be_empty in DATE_KEYS.items():
+        section, key = path.split(".")
+        value = merged[section][key]
+        if not isinstance(value, str):
+            continue  # already reported as a wrong type
+        if value == "" and may_be_empty:
+            parsed[path] = None
+            continue
+        try:
+            parsed[path] = dt.date.fromisoformat(value)
+            if len(value) != 10:
+                raise ValueError(value)
+        except ValueError:
+            empty = " or empty" if may_be_empty else ""
+            problems.append(f"`{path}` must be an ISO date (YYYY-MM-DD){empty}, got {value!r}")
+    for section in ("data", "backtest"):
+        lo, hi = parsed.get(f"{section}.start"), parsed.get(f"{section}.end")
+        if lo is not None and hi is not None and lo > hi:
+            problems.append(f"`{section}.start` ({lo}) is after `{section}.end` ({hi})")
+    return problems
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:

@@ -198,7 +198,7 @@ def summary_table(metrics: Mapping[str, float | int | None], *, run_id: str, out
     run_id
         The run id, shown in the title.
     out_dir
-        The run folder, shown in the caption so the user knows where ``report.html`` is.
+        The run folder, shown in the caption so the user knows where the outputs are.
 
     Returns
     -------
@@ -210,7 +210,7 @@ def summary_table(metrics: Mapping[str, float | int | None], *, run_id: str, out
 
     table = Table(
         title=f"qpipe run {run_id}",
-        caption=f"report: {out_dir}",
+        caption=f"outputs: {out_dir}",
         box=box.SIMPLE_HEAD,
         title_justify="left",
         caption_justify="left",

@@ -332,3 +332,15 @@ def test_benchmark_file_drives_the_relative_metrics(tmp_path, small_prices):
     assert metrics["tracking_error"] == pytest.approx(te, rel=1e-9)
     names = [rec["data"]["name"] for rec in _ledger(out) if rec["kind"] == "dataset"]
     assert names == ["prices", "benchmark"]
+
+
+def test_a_failed_run_leaves_no_empty_run_folder(tmp_path, small_prices):
+    prices = tmp_path / "prices.csv"
+    small_prices.write_csv(prices)
+    out = tmp_path / "runs"
+    # fails after the run started: top_n larger than the 8-symbol universe
+    assert (
+        runner_main(["--data", str(prices), "--out", str(out), "--set", "allocation.top_n=9"]) == 1
+    )
+    assert _run_dirs(out) == []
+    assert _ledger(out)[-1]["kind"] == "run_failed"

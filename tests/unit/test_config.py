@@ -209,3 +209,17 @@ def test_install_check_accepts_the_pinned_majors_and_rejects_others(monkeypatch)
         _versions.metadata, "version", lambda n: "1.26.1" if n == "mlflow" else real(n)
     )
     assert _versions.check() == ["mlflow 1.26.1 is installed but qpipe needs mlflow 3.x"]
+
+
+def test_dates_may_be_toml_dates_and_are_checked_up_front(tmp_path):
+    cfg = ThreadSafeConfig.default().with_overrides(["backtest.start=2020-01-01"])
+    assert cfg.backtest.start == "2020-01-01"
+    path = tmp_path / "d.toml"
+    path.write_text("[data]\nstart = 2016-01-04\nend = 2018-12-31\n")
+    assert ThreadSafeConfig.from_toml(path).data.start == "2016-01-04"
+    with pytest.raises(ConfigError, match=r"`backtest.start` must be an ISO date .*'01/02/2020'"):
+        ThreadSafeConfig({"backtest": {"start": "01/02/2020"}})
+    with pytest.raises(ConfigError, match=r"`data.start` \(2020-01-01\) is after `data.end`"):
+        ThreadSafeConfig({"data": {"start": "2020-01-01", "end": "2019-01-01"}})
+    with pytest.raises(ConfigError, match=r"`data\.end` must be an ISO date"):
+        ThreadSafeConfig({"data": {"end": ""}})
