@@ -720,11 +720,11 @@ def _count(n: int, noun: str) -> str:
     return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
-def _fmt_metric(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, int | float):
-        return f"{value:.4g}"
+def _fmt_metric(name: str, value: Any) -> str:
+    from qpipe.report import format_metric  # one formatting for summary, report and listings
+
+    if isinstance(value, int | float) or value is None:
+        return format_metric(name, value)
     return str(value)
 
 
@@ -746,14 +746,15 @@ def _summarize(kind: str, data: dict[str, Any]) -> str:
             for n, o in (data.get("outputs") or {}).items()
             if isinstance(o, dict)
         )
-        return f"{data.get('stage')}: {outs} in {_fmt_metric(data.get('seconds'))}s"
+        return f"{data.get('stage')}: {outs} in {_fmt_metric('seconds', data.get('seconds'))}s"
     if kind == "validation":
         verdict = "passed" if data.get("passed") else "FAILED"
         return f"{data.get('tier')} {data.get('target')}: {verdict}"
     if kind == "allocation_audit":
-        return "passed" if data.get("passed") else f"FAILED ({len(data.get('violations', []))})"
+        n = data.get("n_violations", len(data.get("violations", [])))
+        return "passed" if data.get("passed") else f"FAILED ({n} violations)"
     if kind == "metrics":
-        return " ".join(f"{k}={_fmt_metric(v)}" for k, v in data.items())
+        return " ".join(f"{k}={_fmt_metric(k, v)}" for k, v in data.items())
     if kind == "artifact":
         return f"{data.get('name')}: {str(data.get('digest', ''))[:12]} {data.get('bytes')} bytes"
     text = canonical_json(data)
@@ -782,7 +783,7 @@ def show_command(path: Path, run_id: str | None = None) -> int:
                 s.started.replace("T", " ")[:19],
                 (s.config_digest or "")[:12],
                 s.status,
-                *(_fmt_metric(s.metrics.get(k)) for k in KEY_METRICS),
+                *(_fmt_metric(k, s.metrics.get(k)) for k in KEY_METRICS),
             )
         console.print(table)
         return 0

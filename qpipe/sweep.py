@@ -539,6 +539,8 @@ def sweep_table(result: SweepResult, *, limit: int = 20) -> Table:
     """A rich table of the summary, best first (the first ``limit`` trials)."""
     from rich.table import Table
 
+    from qpipe.report import METRIC_LABELS, format_metric
+
     table = Table(title=f"sweep {result.sweep_id} · ranked by {result.metric}")
     shown = ["trial", *result.params, result.metric, "sharpe", "cagr", "max_drawdown", "status"]
     shown = list(dict.fromkeys(shown))
@@ -548,7 +550,10 @@ def sweep_table(result: SweepResult, *, limit: int = 20) -> Table:
         cells = []
         for name in shown:
             v = row[name]
-            cells.append("—" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v))
+            if name in METRIC_LABELS:  # the same formatting as the run summary and the report
+                cells.append(format_metric(name, v))
+            else:
+                cells.append("—" if v is None else str(v))
         table.add_row(*cells)
     return table
 
