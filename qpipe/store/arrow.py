@@ -29,6 +29,8 @@ from qpipe.errors import DataFormatError, PathSafetyError, StoreError
 
 __all__ = ["BATCH_ROWS", "ArrowStore", "DatasetRef", "open_ipc", "write_ipc_atomic"]
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once: the process umask, applied to files written via mkstemp
 BATCH_ROWS = 1 << 22  # ~4M rows per record batch: few batches, bounded batch size
 
 
@@ -80,6 +82,7 @@ def write_ipc_atomic(frame: pl.DataFrame, path: str | Path) -> str:
             raw.flush()
             os.fsync(raw.fileno())
         digest = file_digest(tmp)
+        os.chmod(tmp, 0o644 & ~_UMASK)  # mkstemp makes 0600; outputs are as readable as any file
         os.replace(tmp, target)
         fsync_dir(target.parent)
         return digest

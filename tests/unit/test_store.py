@@ -138,3 +138,13 @@ def test_opening_a_large_file_is_zero_copy(tmp_path):
     assert after - before < 0.02 * size, (
         f"open added {(after - before) / 1e6:.1f} MB of heap for a {size / 1e6:.0f} MB file"
     )
+
+
+def test_written_files_are_readable_like_any_file_and_store_entries_read_only(tmp_path, store):
+    frame = pl.DataFrame({"a": [1, 2]})
+    umask = os.umask(0o022)
+    os.umask(umask)
+    write_ipc_atomic(frame, tmp_path / "out.arrow")
+    assert (tmp_path / "out.arrow").stat().st_mode & 0o777 == 0o644 & ~umask
+    ref = store.put(frame)
+    assert os.stat(ref.path).st_mode & 0o777 == 0o444
