@@ -57,7 +57,7 @@ from qpipe.stages.backtest import metrics as metrics_stage
 from qpipe.stages.base import Pipeline
 from qpipe.store import ArrowStore, DatasetRef, write_ipc_atomic
 from qpipe.strategy import build_strategy
-from qpipe.validation.audit import AuditReport, audit_allocation
+from qpipe.validation.audit import AuditReport, allocation_notes, audit_allocation
 from qpipe.validation.ingest import IngestResult, ingest_frame, ingest_prices, ingest_weights
 from qpipe.validation.steps import check_step_output
 
@@ -119,6 +119,7 @@ class RunResult:
     stages: tuple[StageRecord, ...]
     artifacts: dict[str, str] = field(default_factory=dict)  # name -> digest
     seconds: float = 0.0
+    warnings: tuple[str, ...] = ()  # legal but probably unintended allocations (see the audit)
 
     def frame(self, name: str) -> pl.DataFrame:
         return self.store.open(self.refs[name])
@@ -460,6 +461,7 @@ def run(
             ctx = eng.run(strategy, ctx, store, check=check, on_record=record, cache=cache).context
 
         audit: AuditReport | None = None
+        notes: list[str] = []
         if cfg.validation.mode != "none":
             audit = audit_allocation(
                 store.open(ctx["weights"]),
@@ -468,8 +470,11 @@ def run(
                 strategy=strategy,
                 raise_on_violation=False,
             )
-            book.append(run_id, "allocation_audit", audit.to_json())
+            notes = allocation_notes(store.open(ctx["weights"]), cfg) if audit.passed else []
+            book.append(run_id, "allocation_audit", {**audit.to_json(), "warnings": notes})
             emit("audited", audit.to_json())
+            for note in notes:
+                emit("warning", {"message": note})
             try:
                 audit.raise_for_violations()
             except AllocationAuditError as exc:
@@ -501,6 +506,7 @@ def run(
             stages=tuple(records),
             artifacts=artifacts,
             seconds=seconds,
+            warnings=tuple(notes),
         )
     except BaseException as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

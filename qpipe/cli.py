@@ -141,6 +141,8 @@ def _run_once(cfg: ThreadSafeConfig, args: argparse.Namespace, argv: Sequence[st
         elif kind == "stage":
             outs = ", ".join(f"{k} {v['rows']:,} rows" for k, v in data["outputs"].items())
             console.print(f"  stage [green]{data['stage']}[/] {data['seconds']:.2f}s → {outs}")
+        elif kind == "warning":
+            console.print(f"  [yellow]warning:[/] {data['message']}")
         elif kind == "audited":
             checks = len(data.get("checks", []))
             if data.get("passed"):

@@ -407,3 +407,43 @@ def _message(violations: tuple[Violation, ...]) -> str:
     return (
         f"allocation audit found {n} violation{'s' if n > 1 else ''} ({counts}): {shown}{more}{fix}"
     )
+
+
+def allocation_notes(weights: pl.DataFrame, cfg: ThreadSafeConfig) -> list[str]:
+    """Observations about legal but probably unintended weights (warnings, never errors).
+
+    - Many rebalance dates hold no position (the strategy's warm-up ate most of the data).
+    - Dates with positions allocate far less than the gross limit (e.g. ``top_n × max_weight``
+      below 1 leaves the rest in cash).
+    """
+    if weights.height == 0:
+        return []
+    gross = (
+        weights.group_by("date")
+        .agg(pl.col("weight").abs().sum().alias("gross"))
+        .get_column("gross")
+        .to_numpy()
+    )
+    notes: list[str] = []
+    empty = int((gross <= 1e-12).sum())
+    if empty > 0.25 * gross.size:
+        notes.append(
+            f"{empty} of {gross.size} rebalance dates hold no position (warm-up of the "
+            f"strategy's windows, or no signal); metrics include those all-cash days"
+        )
+    held = gross[gross > 1e-12]
+    limit = cfg.allocation.gross_leverage
+    if held.size and float(held.mean()) < 0.75 * limit:
+        why = ""
+        a = cfg.allocation
+        if a.scheme in ("top_n", "inverse_vol") and a.top_n * a.max_weight < limit:
+            why = (
+                f"; `allocation.top_n` × `allocation.max_weight` = {a.top_n * a.max_weight:g} "
+                "caps it, the rest stays in cash"
+            )
+        notes.append(
+            f"dates with positions allocate {float(held.mean()):.0%} of capital on average "
+            f"(gross limit {limit:.0%}){why}"
+        )
+    return notes
+

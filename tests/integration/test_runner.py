@@ -344,3 +344,28 @@ def test_a_failed_run_leaves_no_empty_run_folder(tmp_path, small_prices):
     )
     assert _run_dirs(out) == []
     assert _ledger(out)[-1]["kind"] == "run_failed"
+
+
+def test_a_capped_book_runs_but_warns_about_cash_drag(tmp_path, small_prices, capsys):
+    prices = tmp_path / "prices.csv"
+    small_prices.write_csv(prices)
+    out = tmp_path / "runs"
+    args = [
+        "--data",
+        str(prices),
+        "--out",
+        str(out),
+        "--no-report",
+        "--set",
+        "strategy.lookback=20",
+        "--set",
+        "strategy.skip=2",
+        "--set",
+        "allocation.top_n=3",
+        "--set",
+        "allocation.max_weight=0.1",
+    ]
+    assert runner_main(args) == 0
+    assert "warning: dates with positions allocate 30% of capital" in capsys.readouterr().err
+    audit = next(r for r in _ledger(out) if r["kind"] == "allocation_audit")["data"]
+    assert len(audit["warnings"]) == 1

@@ -243,3 +243,17 @@ def test_pit_window_start_matches_a_plain_reference(rows, lo, span, warm, shuffl
             starts.append(days[max(inside[0] - warm, 0)])
     expected = min(starts) if starts else None
     assert _History(frame).back(lo_d, cut_d, warm) == expected
+
+
+def test_allocation_notes_flag_cash_drag_and_long_warm_up_but_not_a_normal_book():
+    from qpipe.validation.audit import allocation_notes
+
+    d = [dt.date(2020, 1, 31), dt.date(2020, 2, 28), dt.date(2020, 3, 31), dt.date(2020, 4, 30)]
+    full = pl.DataFrame({"date": d, "symbol": ["A"] * 4, "weight": [0.1] * 4})
+    cfg = ThreadSafeConfig({"allocation": {"top_n": 5, "max_weight": 0.1}})
+    (note,) = allocation_notes(full.with_columns(pl.lit(0.5).alias("weight")), cfg)
+    assert "allocate 50% of capital" in note and "= 0.5 caps it" in note
+    warm = full.with_columns(pl.Series("weight", [0.0, 0.0, 1.0, 1.0]))
+    (note,) = allocation_notes(warm, ThreadSafeConfig({"allocation": {"max_weight": 1.0}}))
+    assert note.startswith("2 of 4 rebalance dates hold no position")
+    assert allocation_notes(full.with_columns(pl.lit(1.0).alias("weight")), cfg) == []
