@@ -12,7 +12,7 @@ import pyarrow.ipc as ipc
 import pytest
 
 from qpipe.cli import main, runner_main
-from tests.conftest import REPO
+from tests.conftest import FAST_SETS, REPO
 
 SMALL = [
     "--set",
@@ -106,12 +106,7 @@ def test_rerun_of_validated_data_skips_tier1(tmp_path, small_prices):
         str(tmp_path / "runs"),
         "--quiet",
         "--no-report",
-        "--set",
-        "strategy.lookback=20",
-        "--set",
-        "strategy.skip=2",
-        "--set",
-        "allocation.top_n=3",
+        *FAST_SETS,
     ]
     assert runner_main(args) == 0
     assert runner_main(args) == 0
@@ -313,12 +308,7 @@ def test_benchmark_file_drives_the_relative_metrics(tmp_path, small_prices):
         str(out),
         "--quiet",
         "--no-report",
-        "--set",
-        "strategy.lookback=20",
-        "--set",
-        "strategy.skip=2",
-        "--set",
-        "allocation.top_n=3",
+        *FAST_SETS,
     ]
     assert runner_main(args) == 0
     (run_dir,) = _run_dirs(out)
@@ -356,12 +346,7 @@ def test_a_capped_book_runs_but_warns_about_cash_drag(tmp_path, small_prices, ca
         "--out",
         str(out),
         "--no-report",
-        "--set",
-        "strategy.lookback=20",
-        "--set",
-        "strategy.skip=2",
-        "--set",
-        "allocation.top_n=3",
+        *FAST_SETS,
         "--set",
         "allocation.max_weight=0.1",
     ]
