@@ -13,7 +13,7 @@ $(PY):
 
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[dev,ray,mlflow,prefect]'
-	$(PY) -c 'import sys; from qpipe._versions import main; sys.exit(main())'
+	$(PY) -m qpipe.cli.versions
 	rm -f $(VENV)/.installed-*; touch $(STAMP)
 
 $(VENV)/.bench-installed: $(STAMP)

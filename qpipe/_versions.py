@@ -1,7 +1,8 @@
 """Versions of qpipe and the packages it stands on, for the ledger and for install checks.
 
-``make`` runs :func:`main` after installing; it fails when pip resolved an extra to something
-other than what qpipe pins (pip silently falls back to mlflow 1.x when pyarrow is too new).
+``make`` runs ``python -m qpipe.cli.versions`` after installing; it fails when pip resolved an
+extra to something other than what qpipe pins (pip silently falls back to mlflow 1.x when
+pyarrow is too new).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import sys
 from importlib import metadata
 
-__all__ = ["EXPECTED_MAJOR", "package_versions", "qpipe_version"]
+__all__ = ["EXPECTED_MAJOR", "check", "package_versions", "qpipe_version"]
 
 PACKAGES = ("qpipe", "polars", "pyarrow", "pandera", "numpy", "numba", "ray", "mlflow", "prefect")
 # package -> required major version, checked only when the package is installed
@@ -44,13 +45,3 @@ def check() -> list[str]:
         if int(v.split(".")[0]) != major:
             problems.append(f"{name} {v} is installed but qpipe needs {name} {major}.x")
     return problems
-
-
-def main() -> int:
-    """Print the installed versions; 1 (with the reasons on stderr) if a pin did not hold."""
-    found = check()
-    for p in found:
-        print(f"qpipe: {p}", file=sys.stderr)
-    listed = ", ".join(f"{k} {v}" for k, v in package_versions().items())
-    print(f"qpipe: installed versions: {listed}")
-    return 1 if found else 0

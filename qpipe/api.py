@@ -579,3 +579,41 @@ def _write_outputs(
         )
         note("report.html", _write_text_atomic(run_dir / "report.html", html))
     return artifacts
+
+
+def record_config_failure(
+    config_path: str | None,
+    out: str | Path | None,
+    ledger: str | Path | None,
+    argv: Sequence[str],
+    exc: Exception,
+) -> None:
+    """Record a run that failed on its config, before it could start.
+
+    ``run_started`` without a config, then ``run_failed``, in the ledger the run would have used.
+    Best effort: the user's error is what must reach the terminal, not a failure to record it.
+    """
+    try:
+        base = ThreadSafeConfig.from_toml(config_path) if config_path else None
+    except ConfigError:
+        base = None
+    cfg = base or ThreadSafeConfig.default()
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    with contextlib.suppress(Exception):
+        paths = resolve_paths(cfg, out, ledger)
+        paths.ledger.parent.mkdir(parents=True, exist_ok=True)
+        book = Ledger(paths.ledger)
+        run_id = new_run_id()
+        started = {
+            "config": None,
+            "config_digest": None,
+            "code_version": qpipe_version(),
+            "engine": None,
+            "host": platform.node(),
+            "argv": list(argv),
+            "out_dir": None,
+            "phase": "config",
+        }
+        book.append(run_id, "run_started", started)
+        failed = {"error": type(exc).__name__, "message": message, "phase": "config"}
+        book.append(run_id, "run_failed", failed)

@@ -1,0 +1,89 @@
+"""What every command shares: exit codes, the one-line error, the consoles.
+
+Every failure a user can cause is a :class:`~qpipe.errors.QpipeError`; it is printed as one line
+(``qpipe: error: ...``) with exit code 1 and no traceback unless ``--debug``. Ctrl-C (and SIGTERM)
+exits 130 after the run is recorded as failed. Anything else is a bug: one line, exit 3, and
+``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from rich.console import Console
+
+from qpipe.errors import QpipeError
+
+__all__ = [
+    "EXIT_BUG",
+    "EXIT_INTERRUPTED",
+    "EXIT_USER_ERROR",
+    "common_options",
+    "err_console",
+    "fail",
+    "guarded",
+    "out_console",
+]
+
+EXIT_USER_ERROR = 1
+EXIT_BUG = 3
+EXIT_INTERRUPTED = 130
+
+
+def err_console(*, quiet: bool = False) -> Console:
+    """Progress and notes go to stderr, so stdout stays for results."""
+    return Console(stderr=True, quiet=quiet, highlight=False)
+
+
+def out_console(*, wide: bool = False) -> Console:
+    """Results on stdout; piped or captured output is not squeezed into 80 columns."""
+    console = Console(highlight=False)
+    if wide and not console.is_terminal:
+        console = Console(highlight=False, width=max(console.width, 160))
+    return console
+
+
+def fail(message: str) -> None:
+    print(f"qpipe: error: {message}", file=sys.stderr)
+
+
+def first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def guarded(fn: Callable[[], int], *, debug: bool) -> int:
+    """Run ``fn`` turning errors into one line and an exit code (tracebacks only with --debug)."""
+    try:
+        return fn()
+    except QpipeError as exc:
+        if debug:
+            raise
+        fail(first_line(exc))
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        fail("interrupted; the run is recorded as failed in the ledger")
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if debug:
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        fail(
+            f"internal error {type(exc).__name__}: {first} (re-run with --debug for the traceback)"
+        )
+        return EXIT_BUG
+
+
+def common_options() -> argparse.ArgumentParser:
+    """Options every ``python -m qpipe`` command takes; paths default as a run's do."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", metavar="FILE.toml", help="config whose [run]/[store] paths apply"
+    )
+    common.add_argument("--ledger", metavar="FILE", help="ledger file (default: <out>/audit.jsonl)")
+    common.add_argument("--out", metavar="DIR", help="runs root (default: runs)")
+    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    return common

@@ -1,0 +1,31 @@
+"""``python -m qpipe replay RUN_ID``: re-run a recorded run and compare output digests."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from qpipe.cli._paths import command_paths
+
+__all__ = ["register"]
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    r = sub.add_parser(
+        "replay", parents=[common], help="re-run a recorded run and compare output digests"
+    )
+    r.add_argument("run_id")
+    r.set_defaults(handler=replay_command)
+
+
+def replay_command(args: argparse.Namespace) -> int:
+    """Print one verdict per output; exit 0 only if all are identical."""
+    from qpipe.replay import replay
+
+    report = replay(args.run_id, command_paths(args).ledger)
+    for name, (old, new) in report.outputs.items():
+        verdict = "identical" if old is not None and old == new else "DIFFERENT"
+        print(f"{name:<14} {verdict:<10} recorded {str(old)[:12]}  replayed {str(new)[:12]}")
+    status = "identical" if report.identical else "NOT identical"
+    print(f"replay of {args.run_id} as {report.replay_run_id}: data outputs {status}")
+    return 0 if report.identical else 1
