@@ -22,6 +22,7 @@ import math
 import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import tomli_w
@@ -32,7 +33,7 @@ __all__ = ["DEFAULTS", "FrozenTable", "ThreadSafeConfig", "parse_override"]
 
 # Built-in defaults; they also define the schema: every key and its type.
 # A section listed in OPEN_SECTIONS accepts any key (values still must be TOML scalars or lists).
-DEFAULTS: dict[str, dict[str, Any]] = {
+DEFAULTS: Mapping[str, Mapping[str, Any]] = {
     "data": {
         # "builtin" (the synthetic universe) or a path to CSV / Parquet / Arrow prices
         "source": "builtin",
@@ -94,9 +95,14 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 OPEN_SECTIONS = frozenset({"sweep"})
 # ISO dates kept as strings ("" = unbounded where allowed); a TOML date is accepted and converted.
-DATE_KEYS = {"data.start": False, "data.end": False, "backtest.start": True, "backtest.end": True}
+DATE_KEYS: Mapping[str, bool] = {
+    "data.start": False,
+    "data.end": False,
+    "backtest.start": True,
+    "backtest.end": True,
+}
 
-CHOICES: dict[str, tuple[str, ...]] = {
+CHOICES: Mapping[str, tuple[str, ...]] = {
     "strategy.kind": ("momentum", "mean_reversion", "ma_crossover", "low_volatility"),
     "strategy.signal": ("rank", "zscore", "raw"),
     "allocation.scheme": ("top_n", "long_short", "inverse_vol", "proportional"),
@@ -106,7 +112,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "engine.kind": ("local", "ray"),
 }
 # (low, high, low_inclusive): a value must lie in this range.
-RANGES: dict[str, tuple[float, float, bool]] = {
+RANGES: Mapping[str, tuple[float, float, bool]] = {
     "data.symbols": (1, 1_000_000, True),
     "strategy.lookback": (1, math.inf, True),
     "strategy.skip": (0, math.inf, True),
@@ -129,6 +135,20 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "engine.threads": (0, 1024, True),
     "engine.num_cpus": (0, 1_000_000, True),
 }
+
+
+def _read_only(tables: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A read-only view, nested tables included: module-level tables are shared by every run, so
+    changing one must raise instead of silently changing every later config."""
+    return MappingProxyType(
+        {k: _read_only(v) if isinstance(v, Mapping) else v for k, v in tables.items()}
+    )
+
+
+DEFAULTS = _read_only(DEFAULTS)
+DATE_KEYS = _read_only(DATE_KEYS)
+CHOICES = _read_only(CHOICES)
+RANGES = _read_only(RANGES)
 
 
 def _freeze(value: Any, path: str) -> Any:
@@ -165,7 +185,8 @@ class FrozenTable(Mapping[str, Any]):
     __slots__ = ("_data", "_hash")
 
     def __init__(self, data: Mapping[str, Any]) -> None:
-        object.__setattr__(self, "_data", dict(data))
+        # a read-only view of a dict nobody else holds: `table._data[k] = v` raises TypeError
+        object.__setattr__(self, "_data", MappingProxyType(dict(data)))
         object.__setattr__(self, "_hash", None)
 
     def __getitem__(self, key: str) -> Any:
@@ -207,16 +228,16 @@ class FrozenTable(Mapping[str, Any]):
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, FrozenTable):
-            return self._data == other._data
+            return dict(self._data) == dict(other._data)
         if isinstance(other, Mapping):
-            return self._data == dict(other)
+            return dict(self._data) == dict(other)
         return NotImplemented
 
     def __repr__(self) -> str:
-        return f"FrozenTable({self._data!r})"
+        return f"FrozenTable({dict(self._data)!r})"
 
     def __reduce__(self):
-        return (FrozenTable, (self._data,))
+        return (FrozenTable, (dict(self._data),))
 
     def to_dict(self) -> dict[str, Any]:
         """A mutable deep copy (dicts and lists)."""

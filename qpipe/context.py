@@ -9,12 +9,13 @@ is a few KB whatever the data size.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from qpipe.errors import StageError
 from qpipe.store import DatasetRef
 
-__all__ = ["RunContext", "is_ref"]
+__all__ = ["MissingDatasetError", "RunContext", "is_ref"]
 
 
 def is_ref(value: Any) -> bool:
@@ -25,11 +26,24 @@ def is_ref(value: Any) -> bool:
     return t.__name__ == "ObjectRef" and t.__module__.split(".")[0] == "ray"
 
 
+class MissingDatasetError(StageError, KeyError):
+    """A name the run context does not hold.
+
+    A :class:`~qpipe.errors.StageError` (a stage asking for a missing input gets a clear message)
+    and a ``KeyError`` (so ``in``, ``get`` and ``Mapping`` semantics hold).
+    """
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 class RunContext(Mapping[str, Any]):
-    """An immutable mapping of dataset names to refs."""
+    """An immutable mapping of dataset names to refs: ``in``, ``get`` and ``KeyError`` behave as
+    for any ``Mapping``; a missing name raises :class:`MissingDatasetError`, which is also a
+    :class:`~qpipe.errors.StageError` naming what the context does hold."""
 
     __slots__ = ("_refs",)
-    _refs: dict[str, Any]
+    _refs: Mapping[str, Any]
 
     def __init__(self, refs: Mapping[str, Any] | None = None) -> None:
         refs = dict(refs or {})
@@ -40,7 +54,7 @@ class RunContext(Mapping[str, Any]):
                     f"(store the frame with `ArrowStore.put` and pass its DatasetRef)"
                 )
                 raise StageError(msg)
-        object.__setattr__(self, "_refs", refs)
+        object.__setattr__(self, "_refs", MappingProxyType(refs))  # no way to slip data in
 
     def __getitem__(self, name: str) -> Any:
         try:
@@ -48,7 +62,7 @@ class RunContext(Mapping[str, Any]):
         except KeyError:
             have = ", ".join(sorted(self._refs)) or "none"
             msg = f"run context has no dataset `{name}` (has: {have})"
-            raise StageError(msg) from None
+            raise MissingDatasetError(msg) from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._refs)
@@ -68,4 +82,4 @@ class RunContext(Mapping[str, Any]):
         return f"RunContext({sorted(self._refs)})"
 
     def __reduce__(self):
-        return (RunContext, (self._refs,))
+        return (RunContext, (dict(self._refs),))
