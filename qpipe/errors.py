@@ -18,6 +18,7 @@ __all__ = [
     "PathSafetyError",
     "QpipeError",
     "ReplayError",
+    "ResearchError",
     "SchemaValidationError",
     "StageError",
     "StoreError",
@@ -89,6 +90,11 @@ class LedgerError(QpipeError):
 
 class ReplayError(QpipeError):
     """A recorded run cannot be replayed (unknown run id, changed input digest)."""
+
+
+class ResearchError(QpipeError):
+    """Out-of-sample research cannot run as asked: a split, window or statistic's input is out
+    of its limits (windows longer than the data, purge >= train, fewer than 2 trials...)."""
 
 
 class PathSafetyError(QpipeError):
