@@ -14,7 +14,13 @@ import polars as pl
 
 from qpipe.errors import BacktestError
 
-__all__ = ["METRIC_NAMES", "ZERO_STD", "compute_metrics", "equal_weight_benchmark"]
+__all__ = [
+    "METRIC_NAMES",
+    "ZERO_STD",
+    "compute_metrics",
+    "equal_weight_benchmark",
+    "metrics_from_arrays",
+]
 
 PERIODS = 252
 # A standard deviation of daily returns below this is rounding noise, not risk.
@@ -93,14 +99,61 @@ def compute_metrics(
             msg = f"equity frame is missing column `{col}`"
             raise BacktestError(msg)
     eq = equity.sort("date")
+    if exposure is None and "gross_exposure" in eq.columns:
+        exposure = eq["gross_exposure"]
+    x = None
+    if exposure is not None:
+        x = exposure.cast(pl.Float64).drop_nulls().drop_nans().to_numpy()
+    rr = bb = None
+    if benchmark_returns is not None and benchmark_returns.height:
+        joined = (
+            eq.select("date", "return")
+            .join(benchmark_returns.select("date", pl.col("return").alias("_b")), on="date")
+            .drop_nulls()
+            .sort("date")
+        )
+        rr = joined["return"].cast(pl.Float64).to_numpy()
+        bb = joined["_b"].cast(pl.Float64).to_numpy()
+    return metrics_from_arrays(
+        eq["equity"].cast(pl.Float64).to_numpy(),
+        eq["return"].cast(pl.Float64).drop_nulls().to_numpy(),
+        eq["turnover"].cast(pl.Float64).to_numpy(),
+        eq["cost"],
+        initial_capital=initial_capital,
+        n_rebalances=n_rebalances,
+        exposure=x,
+        aligned_returns=rr,
+        aligned_benchmark=bb,
+    )
+
+
+def metrics_from_arrays(
+    e: np.ndarray,
+    r: np.ndarray,
+    turnover: np.ndarray,
+    cost: pl.Series | np.ndarray,
+    *,
+    initial_capital: float,
+    n_rebalances: int,
+    exposure: np.ndarray | None = None,
+    aligned_returns: np.ndarray | None = None,
+    aligned_benchmark: np.ndarray | None = None,
+) -> dict[str, float | int | None]:
+    """The metrics of :func:`compute_metrics` from plain arrays (the one implementation).
+
+    ``e``, ``turnover`` and ``cost`` have one value per equity row in date order; ``r`` holds
+    the non-null daily returns; ``exposure`` the non-null, non-NaN gross exposures (None: null
+    metric); ``aligned_returns``/``aligned_benchmark`` the strategy and benchmark returns on the
+    dates both have (None: null benchmark metrics). The batched sweep
+    (:mod:`qpipe.backtest.batch`) calls this too, so its rows equal ``metrics.json`` exactly.
+    """
     k = float(initial_capital)
-    e = eq["equity"].cast(pl.Float64).to_numpy()
-    r_all = eq["return"].cast(pl.Float64)
-    r = r_all.drop_nulls().to_numpy()
-    n = eq.height
+    n = e.size
     out: dict[str, float | int | None] = dict.fromkeys(METRIC_NAMES)
     out["n_rebalances"] = int(n_rebalances)
-    out["total_cost"] = float(eq["cost"].sum()) if n else 0.0
+    # Polars' sum (not numpy's) as metrics.json has always used: the same bits as before
+    costs = cost if isinstance(cost, pl.Series) else pl.Series("cost", cost, dtype=pl.Float64)
+    out["total_cost"] = float(costs.sum()) if n else 0.0
     if n == 0:
         return out
 
@@ -124,34 +177,27 @@ def compute_metrics(
     out["max_drawdown"] = _f(mdd)
     if mdd != 0.0 and out["cagr"] is not None:
         out["calmar"] = _f(float(out["cagr"]) / abs(mdd))
-    out["turnover_ann"] = _f(float(np.mean(eq["turnover"].cast(pl.Float64).to_numpy())) * PERIODS)
-    if exposure is None and "gross_exposure" in eq.columns:
-        exposure = eq["gross_exposure"]
+    out["turnover_ann"] = _f(float(np.mean(turnover)) * PERIODS)
     if exposure is not None:
-        x = exposure.cast(pl.Float64).drop_nulls().drop_nans().to_numpy()
-        out["exposure"] = float(np.mean(x)) if x.size else None
-
-    if benchmark_returns is not None and benchmark_returns.height:
-        joined = (
-            eq.select("date", "return")
-            .join(benchmark_returns.select("date", pl.col("return").alias("_b")), on="date")
-            .drop_nulls()
-            .sort("date")
-        )
-        rr = joined["return"].cast(pl.Float64).to_numpy()
-        bb = joined["_b"].cast(pl.Float64).to_numpy()
-        if rr.size >= 2:
-            sb = float(np.std(bb, ddof=1))
-            if sb > ZERO_STD:
-                beta = float(np.cov(rr, bb, ddof=1)[0, 1]) / sb**2
-                out["beta"] = _f(beta)
-                out["alpha_ann"] = _f((float(np.mean(rr)) - beta * float(np.mean(bb))) * PERIODS)
-            active = rr - bb
-            te = float(np.std(active, ddof=1)) * math.sqrt(PERIODS)
-            out["tracking_error"] = _f(te)
-            if te > ZERO_STD * math.sqrt(PERIODS):
-                out["information_ratio"] = _f(float(np.mean(active)) * PERIODS / te)
+        out["exposure"] = float(np.mean(exposure)) if exposure.size else None
+    if aligned_returns is not None and aligned_benchmark is not None:
+        _benchmark_metrics(out, aligned_returns, aligned_benchmark)
     return out
+
+
+def _benchmark_metrics(out: dict[str, float | int | None], rr: np.ndarray, bb: np.ndarray) -> None:
+    if rr.size < 2:
+        return
+    sb = float(np.std(bb, ddof=1))
+    if sb > ZERO_STD:
+        beta = float(np.cov(rr, bb, ddof=1)[0, 1]) / sb**2
+        out["beta"] = _f(beta)
+        out["alpha_ann"] = _f((float(np.mean(rr)) - beta * float(np.mean(bb))) * PERIODS)
+    active = rr - bb
+    te = float(np.std(active, ddof=1)) * math.sqrt(PERIODS)
+    out["tracking_error"] = _f(te)
+    if te > ZERO_STD * math.sqrt(PERIODS):
+        out["information_ratio"] = _f(float(np.mean(active)) * PERIODS / te)
 
 
 def equal_weight_benchmark(prices: pl.DataFrame) -> pl.DataFrame:

@@ -1,0 +1,158 @@
+"""The accounting of many trials over one panel, and their metrics, one trial at a time.
+
+:class:`TrialSim` reads a trial's ``[backtest]`` keys and checks them as
+:func:`~qpipe.backtest.simulate` does; :func:`simulate_trials` runs the trials that share one
+set of dense target weights and yields each trial's outcome (metrics, status, error, seconds).
+The window, delisting rows and execution rows are derived from the panel exactly as
+``simulate`` derives them from long frames, so the kernel sees the same inputs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from qpipe.backtest._kernel import run_kernel
+from qpipe.backtest.accounting import PERIODS_PER_YEAR, _check_finite, _check_rate, _day_number
+from qpipe.backtest.metrics import metrics_from_arrays
+from qpipe.backtest.panel import Panel
+from qpipe.config import ThreadSafeConfig
+from qpipe.errors import BacktestError, QpipeError
+from qpipe.stages.backtest import _iso
+
+__all__ = ["TrialSim", "simulate_trials"]
+
+
+@dataclass
+class TrialSim:
+    """One trial's backtest settings, checked (the errors ``simulate`` would raise)."""
+
+    pos: int
+    cfg: ThreadSafeConfig
+    capital: float = field(init=False)
+    c: float = field(init=False)
+    slip: float = field(init=False)
+    borrow_d: float = field(init=False)
+    cash_d: float = field(init=False)
+    use_open: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        b = self.cfg.backtest
+        self.capital = float(b.initial_capital)
+        self.c = _check_rate("cost_bps", b.cost_bps, 0.0, 10_000.0) / 1e4
+        self.slip = _check_rate("slippage_bps", b.slippage_bps, 0.0, 10_000.0) / 1e4
+        self.borrow_d = (
+            _check_rate("borrow_bps", b.borrow_bps, 0.0, 10_000.0) / 1e4 / PERIODS_PER_YEAR
+        )
+        self.cash_d = _check_rate("cash_rate", b.cash_rate, -1.0, 100.0) / PERIODS_PER_YEAR
+        self.use_open = b.execution == "next_open"
+
+    def window(self, days: np.ndarray) -> tuple[int, int]:
+        """Panel rows ``[a, b)`` of the backtest window (``simulate``'s ``win``)."""
+        start = _iso("start", self.cfg.backtest.start)
+        end = _iso("end", self.cfg.backtest.end)
+        lo = days[0] if start is None else max(days[0], _day_number(start))
+        hi = days[-1] if end is None else min(days[-1], _day_number(end))
+        a = int(np.searchsorted(days, lo, side="left"))
+        b = int(np.searchsorted(days, hi, side="right"))
+        if a >= b:
+            msg = f"no price dates between `start` {start} and `end` {end}"
+            raise BacktestError(msg)
+        return a, b
+
+
+def _dead_from(panel: Panel, a: int, b: int) -> np.ndarray:
+    """First window row after each symbol's last price (the window length if it never ends)."""
+    n_win = b - a
+    dead = np.clip(panel.last_row + 1 - a, 0, n_win).astype(np.int64)
+    dead[panel.last_row >= panel.days.size - 1] = n_win
+    return dead
+
+
+def _exec_rows(reb_rows: np.ndarray, a: int, b: int, use_open: bool) -> tuple[np.ndarray, Any]:
+    """``exec_row`` of the window and which weight rows fall in it."""
+    sel = (reb_rows >= a) & (reb_rows < b)
+    row_of = np.full(b - a, -1, np.int64)
+    row_of[reb_rows[sel] - a] = np.arange(int(sel.sum()))
+    if not use_open:
+        return row_of, sel
+    exec_row = np.full(b - a, -1, np.int64)
+    exec_row[1:] = row_of[:-1]  # weights of date t trade at the open of the next date
+    return exec_row, sel
+
+
+def _metrics(
+    sim: TrialSim, panel: Panel, a: int, b: int, daily: tuple[np.ndarray, ...], n_reb: int
+) -> dict[str, Any]:
+    equity, turnover, cost, gross = daily
+    prev = np.concatenate(([sim.capital], equity[:-1]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ret = np.where(prev > 0, equity / prev - 1.0, np.nan)
+        gross_x = np.where(equity > 0, gross / equity, np.nan)
+    has_r = ~np.isnan(ret)
+    both = has_r & panel.bench_has[a:b]
+    values = metrics_from_arrays(
+        equity,
+        ret[has_r],
+        turnover,
+        cost,
+        initial_capital=sim.cfg.backtest.initial_capital,
+        n_rebalances=n_reb,
+        exposure=gross_x[~np.isnan(gross_x)],
+        aligned_returns=ret[both],
+        aligned_benchmark=panel.bench_return[a:b][both],
+    )
+    # as metrics.json: non-finite is null, counts are ints
+    return {k: (None if v is None or not math.isfinite(v) else v) for k, v in values.items()}
+
+
+def _one(panel: Panel, reb_rows: np.ndarray, wmat: np.ndarray, sim: TrialSim) -> dict[str, Any]:
+    a, b = sim.window(panel.days)
+    if sim.use_open and panel.open is None:
+        msg = "execution `next_open` needs an `open` column in the prices frame"
+        raise BacktestError(msg)
+    exec_row, sel = _exec_rows(reb_rows, a, b, sim.use_open)
+    weights = np.ascontiguousarray(wmat[sel])
+    open_ = panel.open[a:b] if sim.use_open and panel.open is not None else np.empty((0, 0))
+    out = run_kernel(
+        panel.close[a:b],
+        open_,
+        sim.use_open,
+        weights,
+        exec_row,
+        _dead_from(panel, a, b),
+        sim.capital,
+        sim.c,
+        sim.slip,
+        sim.borrow_d,
+        sim.cash_d,
+    )
+    equity, cash, turnover, cost, _unfilled, gross, _net, ruined = out[:8]
+    t_day, t_sym, t_shares = out[8:11]
+    _check_finite(equity, cash, t_day, t_sym, t_shares, panel.days[a:b], panel.symbols)
+    n_reb = int((~ruined[reb_rows[sel] - a]).sum())
+    return _metrics(sim, panel, a, b, (equity, turnover, cost, gross), n_reb)
+
+
+def simulate_trials(
+    panel: Panel,
+    reb_rows: np.ndarray,
+    wmat: np.ndarray,
+    trials: Sequence[tuple[int, ThreadSafeConfig]],
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Each trial's outcome over the shared weights, in order; a QpipeError fails one trial."""
+    for pos, cfg in trials:
+        t0 = time.perf_counter()
+        try:
+            metrics = _one(panel, reb_rows, wmat, TrialSim(pos, cfg))
+            outcome: dict[str, Any] = {"metrics": metrics, "status": "ok", "error": None}
+        except QpipeError as exc:
+            error = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            outcome = {"metrics": {}, "status": "failed", "error": error}
+        outcome["seconds"] = time.perf_counter() - t0
+        yield pos, outcome
