@@ -6,21 +6,57 @@ its final name, so a reader or a crash never sees a partial file under that name
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import secrets
+import stat
 from pathlib import Path
 
-__all__ = ["file_digest", "fsync_dir", "write_bytes_atomic"]
+__all__ = ["file_digest", "fsync_dir", "not_a_regular_file", "write_bytes_atomic"]
 
-_HASH_BLOCK = 1 << 24
+HASH_BLOCK = 1 << 24
+
+
+_SPECIAL_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def not_a_regular_file(path: str | Path) -> str | None:
+    """What ``path`` is if it is not a regular file (``"a FIFO (named pipe)"``), else None.
+
+    Reading a FIFO or a character device blocks forever (or never ends), so every input is
+    checked with this *before* it is opened or hashed. ``stat`` follows symlinks and never
+    blocks; it raises ``OSError`` (``FileNotFoundError``...) as ``os.stat`` does.
+    """
+    return _special_kind(os.stat(path).st_mode)
+
+
+def _special_kind(mode: int) -> str | None:
+    if stat.S_ISREG(mode):
+        return None
+    return next((text for test, text in _SPECIAL_KINDS if test(mode)), "not a regular file")
 
 
 def file_digest(path: str | Path) -> str:
-    """SHA-256 hex digest of a file's bytes (raises ``OSError`` as ``open`` does)."""
+    """SHA-256 hex digest of a regular file's bytes (raises ``OSError`` as ``open`` does).
+
+    A FIFO, device or directory raises ``OSError`` instead of blocking: the file is opened
+    non-blocking and checked with ``fstat`` before a byte is read.
+    """
     h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        while block := f.read(_HASH_BLOCK):
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    special = _special_kind(os.fstat(fd).st_mode)
+    if special is not None:
+        os.close(fd)
+        raise OSError(errno.EINVAL, f"`{path}` is {special}, not a regular file")
+    with os.fdopen(fd, "rb") as f:
+        while block := f.read(HASH_BLOCK):
             h.update(block)
     return h.hexdigest()
 

@@ -51,6 +51,7 @@ from qpipe.errors import (
     QpipeError,
     StoreError,
 )
+from qpipe.ingest import IngestResult, ingest_frame, ingest_prices, ingest_weights
 from qpipe.ledger import Ledger
 from qpipe.stages.backtest import backtest as backtest_stage
 from qpipe.stages.backtest import metrics as metrics_stage
@@ -58,7 +59,6 @@ from qpipe.stages.base import Pipeline
 from qpipe.store import ArrowStore, DatasetRef, write_ipc_atomic
 from qpipe.strategy import build_strategy
 from qpipe.validation.audit import AuditReport, allocation_notes, audit_allocation
-from qpipe.validation.ingest import IngestResult, ingest_frame, ingest_prices, ingest_weights
 from qpipe.validation.steps import check_step_output
 
 __all__ = ["RunPaths", "RunResult", "new_run_id", "resolve_paths", "run"]
@@ -294,7 +294,7 @@ def _ingest(
 def _ingest_file(
     source: str, store: ArrowStore, run_dir: Path, validated: set[str], cfg: ThreadSafeConfig
 ) -> IngestResult:
-    from qpipe.validation.ingest import file_digest
+    from qpipe.ingest import file_digest
 
     digest = file_digest(source)
     validate = cfg.validation.mode != "none" and digest not in validated

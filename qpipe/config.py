@@ -27,6 +27,7 @@ from typing import Any
 
 import tomli_w
 
+from qpipe import _fs
 from qpipe.errors import ConfigError
 
 __all__ = ["DEFAULTS", "FrozenTable", "ThreadSafeConfig", "parse_override"]
@@ -406,6 +407,10 @@ class ThreadSafeConfig:
         """Read a TOML file; errors name the file (and line and column for bad TOML)."""
         p = Path(path)
         try:
+            special = _fs.not_a_regular_file(p)  # a FIFO or device would block the read forever
+            if special is not None:
+                msg = f"config file `{p}` is {special}, not a regular file"
+                raise ConfigError(msg)
             text = p.read_text(encoding="utf-8")
         except FileNotFoundError:
             msg = f"config file `{p}` does not exist"

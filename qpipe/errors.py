@@ -7,6 +7,10 @@ picklable so they cross process boundaries (Ray tasks) intact.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
 __all__ = [
     "AllocationAuditError",
     "BacktestError",
@@ -15,10 +19,12 @@ __all__ = [
     "EngineError",
     "LedgerError",
     "OptionalDependencyError",
+    "OutOfMemoryError",
     "PathSafetyError",
     "QpipeError",
     "ReplayError",
     "ResearchError",
+    "SchemaFailure",
     "SchemaValidationError",
     "StageError",
     "StoreError",
@@ -43,12 +49,76 @@ class DataFormatError(QpipeError):
     """An input file cannot be read as what it claims to be (missing, empty, corrupt...)."""
 
 
-class SchemaValidationError(QpipeError):
-    """Tier 1: a price or weights file failed its schema; every failing check is listed."""
+FailureKind = Literal["column", "type", "row"]
 
-    def __init__(self, message: str, failures: tuple = ()) -> None:
+
+@dataclass(frozen=True, slots=True)
+class SchemaFailure:
+    """One failed schema check, as carried by ``SchemaValidationError.failures``.
+
+    Attributes
+    ----------
+    check
+        The check's label: ``"`close` finite and > 0"``, ``"missing column"``, ``"type"``...
+    column
+        The column at fault, or None for a check across columns.
+    count
+        How many rows (``kind="row"``) or values (``kind="type"``) fail; 0 for a column
+        failure, which has no rows to point at.
+    examples
+        A few failing rows or values rendered as text (``"2020-01-02 AAA close=-1.0 (row 1)"``).
+    kind
+        ``"column"`` (a column is missing, duplicated or of the wrong type), ``"type"``
+        (values that do not parse) or ``"row"`` (rows fail a data check; these are the rows
+        that are quarantined).
+    """
+
+    check: str
+    column: str | None
+    count: int = 0
+    examples: tuple[str, ...] = ()
+    kind: FailureKind = "row"
+
+    def describe(self) -> str:
+        """``"`close` finite and > 0 (3 rows, e.g. 2020-01-02 AAA close=-1.0)"``."""
+        if self.kind == "column":
+            return self.check
+        if self.kind == "type":
+            if not self.count:
+                return f"`{self.column}` {self.check}"
+            unit = "value" if self.count == 1 else "values"
+            shown = ", ".join(self.examples)
+            return f"`{self.column}` has {self.count} {unit} {self.check} (e.g. {shown})"
+        unit = "row" if self.count == 1 else "rows"
+        if self.check == "(date, symbol) unique":
+            unit = "duplicate" if self.count == 1 else "duplicates"
+        shown = "; ".join(self.examples)
+        return f"{self.check} ({self.count} {unit}, e.g. {shown})" if shown else self.check
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain mapping for the ledger's validation record."""
+        return {
+            "check": self.check,
+            "column": self.column,
+            "count": self.count,
+            "examples": list(self.examples),
+            "kind": self.kind,
+        }
+
+
+class SchemaValidationError(QpipeError):
+    """Tier 1: a price or weights file failed its schema; every failing check is listed.
+
+    ``failures`` is a tuple of :class:`SchemaFailure`, one per failed check, never anything else.
+    """
+
+    def __init__(self, message: str, failures: Iterable[SchemaFailure] = ()) -> None:
         super().__init__(message)
         self.failures = tuple(failures)
+        for failure in self.failures:
+            if not isinstance(failure, SchemaFailure):  # a bug in qpipe, not a user error
+                msg = f"failures must be SchemaFailure records, got {type(failure).__name__}"
+                raise TypeError(msg)
 
     def __reduce__(self):
         return (self.__class__, (self.args[0], self.failures))
@@ -103,3 +173,21 @@ class PathSafetyError(QpipeError):
 
 class OptionalDependencyError(QpipeError):
     """An optional extra (ray, mlflow, prefect) is needed but not installed."""
+
+
+class OutOfMemoryError(QpipeError, MemoryError):
+    """Reading or mapping a file needed more memory than the process may use.
+
+    The message names the file and how much was needed (the allocation that failed, or the
+    file's size for a memory map), so the fix (free memory, raise the limit, smaller batches)
+    is clear.
+    """
+
+
+def size_text(n: float) -> str:
+    """``1536`` -> ``"1.5 KiB"``: a byte count for a message."""
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover - the loop always returns

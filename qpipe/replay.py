@@ -46,7 +46,7 @@ def _records_of(ledger: Ledger, run_id: str) -> list[dict]:
 
 def replay(run_id: str, ledger_path: str | Path) -> ReplayReport:
     """Re-run ``run_id`` and compare its data outputs' digests with the recorded ones."""
-    from qpipe.validation.ingest import file_digest
+    from qpipe.ingest import file_digest
 
     ledger = Ledger(Path(ledger_path))
     recs = _records_of(ledger, run_id)

@@ -318,8 +318,8 @@ def _warm_cache(
     """Compute the steps all trials share once, so every trial reads them by reference."""
     from qpipe.context import RunContext
     from qpipe.data.universe import builtin_universe
+    from qpipe.ingest import ingest_frame, ingest_prices
     from qpipe.store import ArrowStore
-    from qpipe.validation.ingest import ingest_frame, ingest_prices
 
     shared = _shared_prefix(configs)
     if shared is None:

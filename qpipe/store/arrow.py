@@ -15,6 +15,7 @@ batch size, so equal frames give byte-identical files, hence equal digests, on e
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from dataclasses import dataclass
@@ -25,7 +26,14 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from qpipe._fs import file_digest, fsync_dir
-from qpipe.errors import DataFormatError, PathSafetyError, StoreError
+from qpipe.errors import (
+    DataFormatError,
+    OutOfMemoryError,
+    PathSafetyError,
+    QpipeError,
+    StoreError,
+    size_text,
+)
 
 __all__ = ["BATCH_ROWS", "ArrowStore", "DatasetRef", "open_ipc", "write_ipc_atomic"]
 
@@ -104,12 +112,28 @@ def open_ipc(path: str | Path) -> pl.DataFrame:
     except FileNotFoundError:
         msg = f"arrow file `{p}` does not exist"
         raise DataFormatError(msg) from None
-    except (pa.ArrowInvalid, OSError) as exc:
-        msg = f"`{p}` is not a readable Arrow IPC file: {str(exc).splitlines()[0]}"
-        raise DataFormatError(msg) from None
+    except (pa.ArrowInvalid, OSError, MemoryError) as exc:
+        raise _open_error(p, exc) from None
     frame = pl.from_arrow(table, rechunk=False)
     assert isinstance(frame, pl.DataFrame)
     return frame
+
+
+def _open_error(path: Path, exc: BaseException) -> QpipeError:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    enomem = isinstance(exc, OSError) and exc.errno == errno.ENOMEM
+    if isinstance(exc, MemoryError) or enomem or "cannot allocate memory" in text.lower():
+        try:
+            needed = f"needs {size_text(path.stat().st_size)} of address space"
+        except OSError:
+            needed = "size unknown"
+        msg = (
+            f"out of memory mapping `{path}` ({needed}; {text}); free memory or raise the "
+            "memory limit (`ulimit -v`)"
+        )
+        return OutOfMemoryError(msg)
+    msg = f"`{path}` is not a readable Arrow IPC file: {text}"
+    return DataFormatError(msg)
 
 
 def _schema_of(frame: pl.DataFrame) -> tuple[tuple[str, str], ...]:

@@ -446,4 +446,3 @@ def allocation_notes(weights: pl.DataFrame, cfg: ThreadSafeConfig) -> list[str]:
             f"(gross limit {limit:.0%}){why}"
         )
     return notes
-

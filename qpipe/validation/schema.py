@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from qpipe.errors import SchemaValidationError
+from qpipe.errors import SchemaFailure, SchemaValidationError
 
 if TYPE_CHECKING:
     import pandera.polars as pa
@@ -37,7 +37,6 @@ __all__ = [
     "REQUIRED_PRICE_COLUMNS",
     "UNIQUE_CHECK",
     "WEIGHT_COLUMNS",
-    "CheckFailure",
     "RowCheck",
     "duplicate_mask",
     "price_checks",
@@ -82,33 +81,6 @@ class RowCheck:
     def ok(self) -> pl.Expr:
         """The check as a plain boolean expression (null resolved)."""
         return self.valid.fill_null(not self.null_fails)
-
-
-@dataclass(frozen=True, slots=True)
-class CheckFailure:
-    """A failed check, as carried by ``SchemaValidationError.failures``.
-
-    Attributes
-    ----------
-    check
-        The check's label.
-    count
-        How many rows fail it.
-    examples
-        A few failing rows rendered as text (``"2020-01-02 AAA close=-1.0"``).
-    """
-
-    check: str
-    count: int
-    examples: tuple[str, ...]
-
-    def describe(self) -> str:
-        """``"`close` finite and > 0 (3 rows, e.g. 2020-01-02 AAA close=-1.0)"``."""
-        unit = "row" if self.count == 1 else "rows"
-        if self.check == UNIQUE_CHECK:
-            unit = "duplicate" if self.count == 1 else "duplicates"
-        shown = "; ".join(self.examples)
-        return f"{self.check} ({self.count} {unit}, e.g. {shown})" if shown else self.check
 
 
 def _finite_positive(col: str) -> pl.Expr:
@@ -303,16 +275,17 @@ def _run(
     else:
         return None
     names = {check.name for check in checks}
-    structural = []
+    structural: list[SchemaFailure] = []
     if cases is not None:
         for column, check, case in (
             cases.select("column", "check", "failure_case").unique(maintain_order=True).iter_rows()
         ):
             if check not in names:  # a dtype or missing-column failure: no rows to point at
-                structural.append(f"`{column or case}` {check} (found {case})")
+                text = f"`{column or case}` {check} (found {case})"
+                structural.append(SchemaFailure(text, column or case, kind="column"))
     if structural:
-        msg = f"{schema.name} failed the schema: {'; '.join(structural)}"
-        raise SchemaValidationError(msg, tuple(structural))
+        msg = f"{schema.name} failed the schema: {'; '.join(f.check for f in structural)}"
+        raise SchemaValidationError(msg, structural)
     # Recompute the failing rows from the same expressions: one pass, exact masks, and no
     # dependence on how pandera renders or truncates its failure cases.
     masks = frame.select([(~check.ok()).alias(check.name) for check in checks])

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from qpipe.errors import SchemaValidationError
+from qpipe.errors import SchemaFailure, SchemaValidationError
 
 if TYPE_CHECKING:
     import pandera.polars as pa
@@ -115,16 +115,24 @@ def step_schema(name: str, columns: dict[str, pl.DataType] | pl.Schema) -> pa.Da
     return pa.DataFrameSchema(cols, checks=checks, strict=False, name=f"{name} output")
 
 
-def _failures(exc: SchemaErrors | SchemaError) -> tuple[tuple[str, str, str], ...]:
+def _failures(exc: SchemaErrors | SchemaError) -> list[SchemaFailure]:
+    """One typed record per failing (column, check), with its count and first failure cases."""
     cases = getattr(exc, "failure_cases", None)
     if not isinstance(cases, pl.DataFrame) or cases.is_empty():
-        return (("", "schema", str(exc).strip().splitlines()[0]),)
+        text = str(exc).strip().splitlines()[0]
+        return [SchemaFailure("schema", None, 1, (text,), kind="column")]
     rows: Iterable[dict] = cases.select(
         pl.col("column").cast(pl.String).fill_null(""),
         pl.col("check").cast(pl.String),
         pl.col("failure_case").cast(pl.String).fill_null("null"),
     ).iter_rows(named=True)
-    return tuple((r["column"], r["check"], r["failure_case"]) for r in rows)
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for r in rows:
+        grouped.setdefault((r["column"], r["check"]), []).append(r["failure_case"])
+    return [
+        SchemaFailure(check, col or None, len(found), tuple(found[:SHOW]))
+        for (col, check), found in grouped.items()
+    ]
 
 
 def check_step_output(step: Step, name: str, frame: pl.DataFrame) -> None:
@@ -142,8 +150,9 @@ def check_step_output(step: Step, name: str, frame: pl.DataFrame) -> None:
     Raises
     ------
     SchemaValidationError
-        Naming the stage, the output and the failed checks; ``failures`` holds
-        ``(column, check, failure case)`` for every failing value.
+        Naming the stage, the output and the failed checks; ``failures`` holds one
+        :class:`~qpipe.errors.SchemaFailure` per failing (column, check), with its count and
+        first failure cases.
     """
     from pandera.errors import SchemaError, SchemaErrors
 
@@ -152,10 +161,10 @@ def check_step_output(step: Step, name: str, frame: pl.DataFrame) -> None:
         schema.validate(frame, lazy=True)
     except (SchemaErrors, SchemaError) as exc:
         failures = _failures(exc)
-        seen: dict[tuple[str, str], int] = {}
-        for col, check, _ in failures:
-            seen[(col, check)] = seen.get((col, check), 0) + 1
-        parts = [f"`{c}` {k} ({n})" if c else f"{k} ({n})" for (c, k), n in seen.items()]
+        parts = [
+            f"`{f.column}` {f.check} ({f.count})" if f.column else f"{f.check} ({f.count})"
+            for f in failures
+        ]
         shown = "; ".join(parts[:SHOW]) + (
             f"; and {len(parts) - SHOW} more" if len(parts) > SHOW else ""
         )

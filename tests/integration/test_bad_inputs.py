@@ -19,7 +19,8 @@ import polars as pl
 import pytest
 
 import qpipe.api
-import qpipe.validation.ingest as ingest_mod
+import qpipe.ingest
+import qpipe.ingest.batched as batched_mod
 from qpipe.cli import main, runner_main
 from tests.conftest import FAST_SETS, SMALL_BUILTIN_SETS, random_walk_prices
 
@@ -216,15 +217,15 @@ def test_a_file_above_the_batch_threshold_is_ingested_in_batches(runs, capsys, m
     of ``batch_rows`` (here 97 rows for a 900-row file), never loaded whole, and it stores the
     same dataset as the in-memory path."""
     calls: list[int] = []
-    batched = ingest_mod._ingest_batched
+    batched = batched_mod.ingest_batched
 
     def spy(*args, **kwargs):
         calls.append(1)
         return batched(*args, **kwargs)
 
-    monkeypatch.setattr(ingest_mod, "_ingest_batched", spy)
+    monkeypatch.setattr(batched_mod, "ingest_batched", spy)
     monkeypatch.setattr(
-        qpipe.api, "ingest_prices", functools.partial(ingest_mod.ingest_prices, batch_rows=97)
+        qpipe.api, "ingest_prices", functools.partial(qpipe.ingest.ingest_prices, batch_rows=97)
     )
     path = runs.inputs / "big.parquet"
     runs.prices.sample(fraction=1.0, shuffle=True, seed=5).write_parquet(path, row_group_size=50)
@@ -240,7 +241,7 @@ def test_a_file_above_the_batch_threshold_is_ingested_in_batches(runs, capsys, m
 
 def test_a_bad_row_in_a_late_batch_fails_with_the_row(runs, capsys, monkeypatch):
     monkeypatch.setattr(
-        qpipe.api, "ingest_prices", functools.partial(ingest_mod.ingest_prices, batch_rows=97)
+        qpipe.api, "ingest_prices", functools.partial(qpipe.ingest.ingest_prices, batch_rows=97)
     )
     bad = (
         runs.prices.with_row_index()

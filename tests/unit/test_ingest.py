@@ -10,16 +10,16 @@ import polars as pl
 import pytest
 
 from qpipe.data import builtin_universe
-from qpipe.errors import DataFormatError, QpipeError, SchemaValidationError
-from qpipe.store import ArrowStore
-from qpipe.validation.ingest import (
+from qpipe.errors import DataFormatError, QpipeError, SchemaFailure, SchemaValidationError
+from qpipe.ingest import (
     IngestResult,
     file_digest,
     ingest_frame,
     ingest_prices,
     ingest_weights,
 )
-from qpipe.validation.schema import CheckFailure, price_schema, validate_prices
+from qpipe.store import ArrowStore
+from qpipe.validation.schema import price_schema, validate_prices
 
 TODAY = dt.date(2030, 1, 1)
 GOOD_CSV = "date,symbol,close\n2020-01-02,AAA,10.0\n2020-01-03,AAA,10.5\n2020-01-02,BBB,20.0\n"
@@ -288,7 +288,8 @@ def test_every_bad_column_is_reported_at_once(tmp_path, store):
     path = write(tmp_path, "p.csv", "date,symbol,close,volume\n2020/01/02,AAA,x,lots\n")
     with pytest.raises(SchemaValidationError) as exc:
         ingest(path, store)
-    assert [p.split(" ")[0] for p in exc.value.failures] == ["`date`", "`close`", "`volume`"]
+    assert [f.column for f in exc.value.failures] == ["date", "close", "volume"]
+    assert {f.kind for f in exc.value.failures} == {"type"}
 
 
 # ---------------------------------------------------------------------- bad input: values
@@ -312,7 +313,7 @@ def test_nan_inf_zero_and_negative_prices(tmp_path, store):
     assert "prices `" in text and "p.csv` failed 1 check" in text
     assert "`close` finite and > 0 (5 rows, e.g. 2020-01-02 AAA close=-1.0 (row 1)" in text
     (failure,) = exc.value.failures
-    assert failure == CheckFailure("`close` finite and > 0", 5, failure.examples)
+    assert failure == SchemaFailure("`close` finite and > 0", "close", 5, failure.examples, "row")
 
 
 def test_duplicate_date_symbol(tmp_path, store):

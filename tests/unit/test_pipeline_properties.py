@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from qpipe.backtest.accounting import simulate
 from qpipe.config import ThreadSafeConfig
 from qpipe.errors import BacktestError, QpipeError
+from qpipe.ingest import ingest_frame
 from qpipe.store import ArrowStore
 from qpipe.validation.audit import audit_allocation
-from qpipe.validation.ingest import ingest_frame
 
 SETTINGS = settings(
     max_examples=40,

@@ -13,8 +13,8 @@ import pytest
 
 from qpipe.data import builtin_universe, trading_days, universe_digest
 from qpipe.errors import ConfigError
+from qpipe.ingest import ingest_frame
 from qpipe.store import ArrowStore
-from qpipe.validation.ingest import ingest_frame
 
 # The determinism contract: these bytes never change for these arguments (NumPy 2.4 streams,
 # the store's IPC layout). If a deliberate change to the generator or the store moves them,
