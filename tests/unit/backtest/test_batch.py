@@ -218,8 +218,8 @@ def test_panel_is_memory_mapped_small_and_idempotent(panel, store):
 
 def test_promoted_run_metrics_equal_the_row(tmp_path):
     from qpipe.api import run
+    from qpipe.ingest import ingest_frame
     from qpipe.store import ArrowStore
-    from qpipe.validation.ingest import ingest_frame
 
     prices = random_walk_prices(symbols=8, days=160, seed=3)
     src = tmp_path / "prices.parquet"
