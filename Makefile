@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 ARGS ?=
 
-.PHONY: run test bench lint clean
+.PHONY: run test bench lint clean chromium
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,11 @@ $(VENV)/.bench-installed: $(STAMP)
 run: $(STAMP)
 	$(PY) runner.py $(ARGS)
 
-test: $(STAMP)
+# The report's browser tests need Chromium (Debian's package); install it when missing.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || echo "warning: could not install chromium; the browser tests will skip (and fail under CI)"
+
+test: $(STAMP) chromium
 	$(PY) -m pytest -q tests
 
 bench: $(VENV)/.bench-installed

@@ -10,6 +10,8 @@ Chromium is Debian's package (``/usr/bin/chromium``); ``make test`` installs it 
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import fcntl
 import json
 import os
@@ -134,7 +136,9 @@ def _errors_from(events: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
     return errors, requests
 
 
-def load_page(path: Path, probe: str = "null", timeout: float = 60.0) -> PageLoad:
+def load_page(
+    path: Path, probe: str = "null", timeout: float = 60.0, screenshot: Path | None = None
+) -> PageLoad:
     """Load ``path`` in a fresh headless Chromium and return errors, requests, timing, probe.
 
     ``probe`` is a JavaScript expression evaluated after the page settled (it may return a
@@ -155,24 +159,22 @@ def load_page(path: Path, probe: str = "null", timeout: float = 60.0) -> PageLoa
             os.dup2(a, 3)
             os.dup2(b, 4)
 
-        proc = subprocess.Popen(  # noqa: S603 - fixed binary and flags
+        proc = subprocess.Popen(
             [binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             pass_fds=(3, 4, to_child_r, from_child_w),  # 3, 4 survive close_fds
-            preexec_fn=setup,  # noqa: PLW1509 - dup2 only
+            preexec_fn=setup,
         )
         os.close(to_child_r)
         os.close(from_child_w)
         pipe = _Pipe(proc, to_child_w, from_child_r)
         try:
-            return _drive(pipe, path, probe, timeout)
+            return _drive(pipe, path, probe, timeout, screenshot)
         finally:
-            try:
+            with contextlib.suppress(OSError):
                 pipe.send("Browser.close")
-            except OSError:
-                pass
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -182,11 +184,11 @@ def load_page(path: Path, probe: str = "null", timeout: float = 60.0) -> PageLoa
             os.close(from_child_r)
 
 
-def _drive(pipe: _Pipe, path: Path, probe: str, timeout: float) -> PageLoad:
+def _drive(
+    pipe: _Pipe, path: Path, probe: str, timeout: float, screenshot: Path | None
+) -> PageLoad:
     target = pipe.call("Target.createTarget", {"url": "about:blank"}, timeout=timeout)
-    attached = pipe.call(
-        "Target.attachToTarget", {"targetId": target["targetId"], "flatten": True}
-    )
+    attached = pipe.call("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True})
     s = attached["sessionId"]
     for domain in ("Page", "Runtime", "Log", "Network"):
         pipe.call(f"{domain}.enable", session=s)
@@ -206,6 +208,14 @@ def _drive(pipe: _Pipe, path: Path, probe: str, timeout: float) -> PageLoad:
     )
     if "exceptionDetails" in result:
         raise RuntimeError(f"probe failed: {result['exceptionDetails']}")
+    if screenshot is not None:  # the whole page, for a person to look at
+        shot = pipe.call(
+            "Page.captureScreenshot",
+            {"format": "png", "captureBeyondViewport": True},
+            session=s,
+            timeout=timeout,
+        )
+        screenshot.write_bytes(base64.b64decode(shot["data"]))
     errors, requests = _errors_from(pipe.events)
     return PageLoad(
         errors=errors,

@@ -74,12 +74,13 @@ class ChartSet:
 
     xs: dict[str, list[Any]] = field(default_factory=dict)
     charts: list[Chart] = field(default_factory=list)
+    days: list[str] = field(default_factory=list)  # x arrays of day numbers (since 1970)
 
     def add_x(self, name: str, values: np.ndarray, *, dates: bool = False) -> str:
-        """Register an x array (``dates``: numpy datetime64 days -> unix seconds)."""
+        """Register an x array (``dates``: numpy datetime64 -> day numbers, seconds in the page)."""
         if dates:
-            secs = values.astype("datetime64[D]").astype(np.int64) * 86_400
-            self.xs[name] = secs.tolist()
+            self.xs[name] = values.astype("datetime64[D]").astype(np.int64).tolist()
+            self.days.append(name)
         else:
             self.xs[name] = _numbers(np.asarray(values, dtype=float))
         return name
@@ -91,16 +92,13 @@ class ChartSet:
         self.charts.append(chart)
         labels = ", ".join(s.label for s in chart.series if s.label)
         aria = f"{chart.title} chart" + (f": {labels}" if labels else "")
-        return (
-            f'<div class="chart" id="{esc(chart.id)}" role="img" aria-label="{esc(aria)}">'
-            "</div>"
-        )
+        return f'<div class="chart" id="{esc(chart.id)}" role="img" aria-label="{esc(aria)}"></div>'
 
     def script(self) -> str:
         """The data and the drawing code for every chart added (empty when there is none)."""
         if not self.charts:
             return ""
-        payload = {"x": self.xs, "charts": [_spec(c) for c in self.charts]}
+        payload = {"x": self.xs, "days": self.days, "charts": [_spec(c) for c in self.charts]}
         data = json.dumps(payload, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
         return (
             f"<style>{asset('uPlot.min.css')}</style>\n"

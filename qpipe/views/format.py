@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -19,7 +19,6 @@ __all__ = [
     "SUMMARY_METRICS",
     "format_metric",
     "label",
-    "summary_cells",
 ]
 
 EM_DASH = "—"
@@ -85,6 +84,7 @@ COUNT = frozenset({"n_rebalances"})
 LOWER_IS_BETTER = frozenset({"ann_vol", "tracking_error", "total_cost", "turnover_ann"})
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
 
 def format_metric(name: str, value: float | int | None) -> str:
     """Format one metric value for display; the single place metric text is made.
@@ -174,20 +174,3 @@ def robust_scale(values: Sequence[float | None]) -> float:
     if finite.size == 0:
         return 0.0
     return float(np.quantile(finite, 0.95)) or float(finite.max())
-
-
-def summary_cells(metrics: Mapping[str, float | int | None]) -> list[tuple[str, str, int]]:
-    """The runner's summary as ``(label, text, sign)`` cells in :data:`SUMMARY_METRICS` order.
-
-    ``sign`` is +1/-1 for the metrics the terminal colours by sign (total return, CAGR, Sharpe,
-    alpha) and 0 otherwise; ``qpipe.cli`` turns the cells into a rich table.
-    """
-    cells = []
-    for key in SUMMARY_METRICS:
-        value = metrics.get(key)
-        text = format_metric(key, value)
-        sign = 0
-        if key in {"total_return", "cagr", "sharpe", "alpha_ann"} and text != EM_DASH:
-            sign = 1 if float(value) > 0 else -1  # type: ignore[arg-type]
-        cells.append((label(key), text, sign))
-    return cells

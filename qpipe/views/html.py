@@ -25,10 +25,13 @@ section h2{font-size:15px;margin:0 0 8px;color:var(--accent)}
 figure{margin:0}
 .chart{min-height:60px;width:100%}.chart.empty{color:var(--muted);font-size:12px;padding:18px 0}
 .uplot .u-legend{font-size:12px;text-align:left}.uplot .u-title{font-size:13px}
-nav.toc{font-size:12px;color:var(--muted);margin:8px 0}nav.toc a{color:var(--accent);margin-right:10px}
-table.kv td{border-bottom:1px solid var(--line)}table.kv th{text-align:left;color:var(--muted);font-weight:600}
-table.data{width:100%;font-size:13px}table.data th{border-bottom:2px solid var(--line)}table.data td{border-bottom:1px solid var(--line)}
-table.data th[data-sort]{cursor:pointer}table.data th[data-sort]:after{content:" \2195";color:#bbb}
+nav.toc{font-size:12px;color:var(--muted);margin:8px 0}
+nav.toc a{color:var(--accent);margin-right:10px}
+table.kv td{border-bottom:1px solid var(--line)}
+table.kv th{text-align:left;color:var(--muted);font-weight:600}
+table.data{width:100%;font-size:13px}table.data th{border-bottom:2px solid var(--line)}
+table.data td{border-bottom:1px solid var(--line)}
+th[data-sort]{cursor:pointer}th[data-sort]:after{content:" \2195";color:#bbb}
 .badge{display:inline-block;border-radius:4px;padding:0 6px;font-size:12px;font-weight:600}
 .badge.ok{background:#e3f3ea;color:#1a7f4b}.badge.fail{background:#fbe5e2;color:#b03a2e}.badge.warn{background:#fff3d6;color:#8a5a00}
 .span-toggle{font-size:12px;color:var(--muted)}
@@ -112,3 +115,11 @@ def data_table(head: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequ
 def badge(ok: bool | None, text: str) -> str:
     kind = "warn" if ok is None else ("ok" if ok else "fail")
     return f'<span class="badge {kind}">{esc(text)}</span>'
+
+
+def signed_cell(t: float, text: str, *, best: bool = False) -> str:
+    """A heatmap cell on a white -> dark green scale (``t`` in 0..1), the best one outlined."""
+    from qpipe.views.format import signed_colour
+
+    cls = "num best" if best else "num"
+    return f'<td class="{cls}" style="{signed_colour(t, 1.0)}">{esc(text)}</td>'

@@ -104,7 +104,9 @@ def monthly_table(monthly: pl.DataFrame) -> str:
     )
 
 
-def yearly_table(years: Sequence[int], strat: Sequence[float], bench: Sequence[float] | None) -> str:
+def yearly_table(
+    years: Sequence[int], strat: Sequence[float], bench: Sequence[float] | None
+) -> str:
     rows = []
     for i, y in enumerate(years):
         b = bench[i] if bench is not None else None
@@ -155,7 +157,8 @@ def distribution_table(d: Distribution) -> str:
 def trades_table(t: TradeStats, capital: float) -> str:
     rows = [
         ("fills", f"{t.fills:,} in {t.symbols:,} symbols"),
-        ("traded notional", f"{fmt_num(t.traded_notional)} ({fmt_num(t.traded_notional / capital)}× capital)"),
+        ("traded notional", f"{fmt_num(t.traded_notional)} "
+         f"({fmt_num(t.traded_notional / capital)}× the capital)"),
         ("closed round trips", f"{t.round_trips:,} ({t.open_positions:,} positions still open)"),
         ("average holding period", EM_DASH if t.avg_holding_days is None
          else f"{t.avg_holding_days:,.1f} calendar days"),

@@ -42,7 +42,9 @@ def trade_stats(trades: pl.DataFrame) -> TradeStats:
     """
     if trades.height == 0:
         return TradeStats(0, 0, 0.0, 0, 0, None, None, None, None, None)
-    t = trades.with_row_index("_i").sort(["symbol", "_i"])
+    # Fills are in execution order within a date; sort by date first so the input order of
+    # dates does not matter, then walk each symbol in that order.
+    t = trades.sort("date", maintain_order=True).with_row_index("_i").sort(["symbol", "_i"])
     sym = t.get_column("symbol").to_list()
     q = t.get_column("shares").cast(pl.Float64).to_numpy()
     cash = -(t.get_column("notional").cast(pl.Float64).to_numpy())
@@ -86,7 +88,7 @@ def _walk_fills(
             open_n += pos != 0.0
             current, pos, acc = sym[i], 0.0, 0.0
         before, after = pos, pos + q[i]
-        if abs(after) <= eps[current]:
+        if abs(after) <= eps[sym[i]]:
             after = 0.0
         if before == 0.0:
             start, acc = days[i], 0.0
@@ -176,13 +178,18 @@ def long_short_pnl(trades: pl.DataFrame, prices: pl.DataFrame) -> pl.DataFrame:
         .sort("symbol", "date")
         .with_columns(pl.col("shares").cum_sum().over("symbol").alias("pos"))
         .select("symbol", "date", "pos")
+        .sort("date")
     )
     px = (
         prices.select("date", "symbol", pl.col("close").cast(pl.Float64))
         .join(pos.select("symbol").unique(), on="symbol", how="semi")
-        .sort("symbol", "date")
+        .sort("date")
     )
-    held = px.join_asof(pos, on="date", by="symbol", strategy="backward").with_columns(
+    # Both sides are sorted by date (checked per group would need sorted groups; skip it).
+    held = (
+        px.join_asof(pos, on="date", by="symbol", strategy="backward", check_sortedness=False)
+        .sort("symbol", "date")
+    ).with_columns(
         pl.col("pos").fill_null(0.0).shift(1).over("symbol").alias("prev"),
         pl.col("close").diff().over("symbol").alias("dc"),
     )

@@ -63,7 +63,7 @@ def test_default_run_writes_the_run_folder(default_run):
     assert {"total_return", "cagr", "sharpe", "max_drawdown", "beta"} <= set(metrics)
     assert metrics["total_return"] == pytest.approx(equity["equity"][-1] - 1.0)
     html = (run_dir / "report.html").read_text()
-    assert run_dir.name in html and "<svg" in html
+    assert run_dir.name in html and 'id="chart-equity"' in html and "qpipe-chart-data" in html
 
 
 def test_default_run_is_recorded_in_the_ledger(default_run):
@@ -286,7 +286,7 @@ def test_every_example_config_runs_from_runner(tmp_path, config):
     (run_dir,) = _run_dirs(out)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["n_rebalances"] > 0 and metrics["total_cost"] > 0
-    assert "<svg" in (run_dir / "report.html").read_text()
+    assert 'id="chart-equity"' in (run_dir / "report.html").read_text()
 
 
 def test_benchmark_file_drives_the_relative_metrics(tmp_path, small_prices):

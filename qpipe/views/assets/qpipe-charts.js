@@ -6,6 +6,10 @@
   "use strict";
   var root = document.documentElement;
   var payload = JSON.parse(document.getElementById("qpipe-chart-data").textContent);
+  // Date axes travel as day numbers (shorter); uPlot wants unix seconds.
+  (payload.days || []).forEach(function (name) {
+    payload.x[name] = payload.x[name].map(function (d) { return d * 86400; });
+  });
   var plots = [];
   var errors = [];
   var syncing = false;
@@ -57,6 +61,12 @@
       cursor: { drag: { x: spec.zoom, y: false } },
       legend: { live: true }
     };
+    var bars = spec.series.some(function (s) { return s.kind === "bars"; });
+    if (bars && !spec.log) {  // bars grow from zero: keep 0 on the y axis
+      opts.scales.y.range = function (u, min, max) {
+        return uPlot.rangeNum(Math.min(0, min), Math.max(0, max), 0.1, true);
+      };
+    }
     if (spec.xkind !== "date") opts.scales.x.range = spec.xrange ? function () { return spec.xrange; } : undefined;
     if (spec.sync) {
       opts.cursor.sync = { key: "qpipe-time" };
@@ -94,6 +104,7 @@
   window.addEventListener("resize", function () {
     plots.forEach(function (p) { p.plot.setSize({ width: Math.max(p.el.clientWidth, 320), height: p.spec.height }); });
   });
+  window.qpipeCharts = plots;  // for a console user (and the browser tests)
   root.setAttribute("data-charts", plots.length + "/" + payload.charts.length);
   root.setAttribute("data-chart-errors", errors.join("; "));
 })();
