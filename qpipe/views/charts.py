@@ -44,6 +44,7 @@ class Series:
     fill: str | None = None  # e.g. "rgba(192,57,43,.25)" fills to zero
     align: int = 0  # bars: -1 left of x, 0 centred, 1 right (grouped bars)
     size: float = 0.8  # bars: share of the slot
+    span: bool = False  # draw straight across gaps (a level given by its two end points)
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,7 @@ def _spec(c: Chart) -> dict[str, Any]:
                 "fill": s.fill,
                 "align": s.align,
                 "size": s.size,
+                "span": s.span,
             }
             for s in c.series
         ],
@@ -152,8 +154,11 @@ def _numbers(values: np.ndarray) -> list[float | None]:
 
 
 def level(n: int, value: float) -> np.ndarray:
-    """A constant series (a reference level drawn as a line)."""
-    return np.full(n, value if math.isfinite(value) else np.nan)
+    """A reference level: the value at both ends, gaps between (draw it with ``span=True``)."""
+    out = np.full(n, np.nan)
+    if n and math.isfinite(value):
+        out[[0, -1]] = value
+    return out
 
 
 @functools.cache

@@ -70,7 +70,7 @@ def time_charts(charts: ChartSet, span: Span, inputs: ReportInputs) -> dict[str,
         "drawdown": charts.div(Chart("chart-drawdown", "Drawdown", x, tuple(dd_series), "pct",
                                      empty=empty)),
     }  # fmt: skip
-    out.update(_rolling(charts, x, ret, bench_ret, inputs, empty))
+    out.update(_rolling(charts, x, ret, bench_ret, span.metrics.get("sharpe"), empty))
     out.update(_trading(charts, x, eq, empty))
     return out
 
@@ -80,22 +80,23 @@ def _rolling(
     x: str,
     ret: pl.Series,
     bench_ret: pl.Series | None,
-    inputs: ReportInputs,
+    full: float | int | None,
     empty: str,
 ) -> dict[str, str]:
     n = ret.len()
     short = empty or ("" if n >= W else f"fewer than {W} days of returns")
     sharpe = [Series(f"{W}-day", an.rolling_sharpe(ret), STRATEGY)]
-    full = inputs.metrics.get("sharpe")
-    sharpe.append(Series("0", level(n, 0.0), GREY, width=1.0))
+    sharpe.append(Series("0", level(n, 0.0), GREY, width=1.0, span=True))
     vol = [Series(f"{W}-day strategy", an.rolling_vol(ret), STRATEGY)]
     beta: list[Series] = []
     if bench_ret is not None:
         vol.append(Series(f"{W}-day benchmark", an.rolling_vol(bench_ret), BENCH))
         beta = [Series(f"{W}-day beta", an.rolling_beta(ret, bench_ret), STRATEGY),
-                Series("1", level(n, 1.0), GREY, width=1.0)]  # fmt: skip
+                Series("1", level(n, 1.0), GREY, width=1.0, span=True)]  # fmt: skip
     if isinstance(full, int | float):
-        sharpe.append(Series("full-span Sharpe", level(n, float(full)), BENCH, dash=True))
+        sharpe.append(
+            Series("Sharpe over the span", level(n, float(full)), BENCH, dash=True, span=True)
+        )
     return {
         "rolling-sharpe": charts.div(
             Chart("chart-rolling-sharpe", "Rolling Sharpe", x, tuple(sharpe), "ratio", empty=short)

@@ -34,6 +34,7 @@
   function seriesOpts(s, spec) {
     var o = { label: s.label, stroke: s.color, width: s.width || 1.5, value: function (u, v) { return FMT[spec.y](v); } };
     if (s.dash) o.dash = [6, 4];
+    if (s.span) o.spanGaps = true;
     if (s.fill) o.fill = s.fill;
     if (s.kind === "step") o.paths = uPlot.paths.stepped({ align: 1 });
     if (s.kind === "bars") {
@@ -90,10 +91,13 @@
     return [xs].concat(spec.series.map(function (s) { return s.values; }));
   }
 
-  payload.charts.forEach(function (spec) {
-    var el = document.getElementById(spec.id);
+  // Read every width first: one layout for the page, not one per chart drawn.
+  var els = payload.charts.map(function (spec) { return document.getElementById(spec.id); });
+  var widths = els.map(function (el) { return Math.max(el.clientWidth, 320); });
+  payload.charts.forEach(function (spec, i) {
+    var el = els[i];
     try {
-      var plot = new uPlot(options(spec, Math.max(el.clientWidth, 320)), data(spec), el);
+      var plot = new uPlot(options(spec, widths[i]), data(spec), el);
       plots.push({ plot: plot, spec: spec, el: el });
     } catch (e) {
       errors.push(spec.id + ": " + e);
