@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-import hashlib
-import json
 import math
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -28,6 +26,7 @@ from typing import Any
 import tomli_w
 
 from qpipe import _fs
+from qpipe._canonical import canonical_digest, canonical_json
 from qpipe.errors import ConfigError
 
 __all__ = ["DEFAULTS", "FrozenTable", "ThreadSafeConfig", "parse_override"]
@@ -246,9 +245,7 @@ class FrozenTable(Mapping[str, Any]):
 
 
 def _canonical(obj: Any) -> str:
-    return json.dumps(
-        _thaw(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
+    return canonical_json(_thaw(obj))
 
 
 def _type_name(v: Any) -> str:
@@ -388,7 +385,7 @@ class ThreadSafeConfig:
         merged = _check(data or {})
         table = _freeze(merged, "")
         object.__setattr__(self, "_table", table)
-        digest = hashlib.sha256(_canonical(table).encode()).hexdigest()
+        digest = canonical_digest(_thaw(table))
         object.__setattr__(self, "_digest", digest)
 
     # construction -------------------------------------------------------------------------

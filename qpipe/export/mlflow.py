@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from qpipe.errors import OptionalDependencyError
-from qpipe.ledger import Ledger, artifact_path, canonical_json, records
+from qpipe.ledger import Ledger, RunRecorder, artifact_path, canonical_json, records
+from qpipe.ledger.payloads import Exported
 
 __all__ = ["EXPERIMENT", "default_tracking_uri", "export_command", "export_runs", "flatten_config"]
 
@@ -244,15 +245,13 @@ def export_runs(ledger_path: str | Path, tracking_uri: str | None = None) -> lis
     for rid in todo:
         mlflow_run_id = _export_one(client, mlflow, experiment_id, path, by_run[rid])
         # record it at once: a crash later in the loop must not export this run twice
-        ledger.append(
-            rid,
-            "exported",
-            {
-                "target": "mlflow",
-                "tracking_uri": uri,
-                "mlflow_run_id": mlflow_run_id,
-                "exported_run_id": rid,
-            },
+        RunRecorder(ledger, rid).exported(
+            Exported(
+                target="mlflow",
+                tracking_uri=uri,
+                mlflow_run_id=mlflow_run_id,
+                exported_run_id=rid,
+            )
         )
         exported.append(rid)
     return exported

@@ -36,7 +36,7 @@ APPENDER = """
     while not os.path.exists(path + ".go"):
         time.sleep(0.005)
     for i in range(n):
-        led.append(writer, "tick", {"i": i, "writer": writer, "pad": "x" * 200})
+        led._append(writer, "tick", {"i": i, "writer": writer, "pad": "x" * 200})
 """
 
 
@@ -68,8 +68,8 @@ KILLED_MID_LINE = """
     import os, signal, sys
     from qpipe.ledger import Ledger, canonical_json
     led = Ledger(sys.argv[1])
-    led.append("run-x", "run_started", {"config": {}})
-    rec = led.append("run-x", "dataset", {"name": "prices", "digest": "a" * 64})
+    led._append("run-x", "run_started", {"config": {}})
+    rec = led._append("run-x", "dataset", {"name": "prices", "digest": "a" * 64})
     line = (canonical_json(rec) + "\\n").encode()
     # a crash inside the one write: half a line reaches the file, then the process dies
     fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND)
@@ -97,8 +97,8 @@ def test_a_writer_killed_mid_line_leaves_an_explained_recoverable_ledger(tmp_pat
 
     # the next run appends as usual; the torn bytes move into a `recovered` record
     led = Ledger(path)
-    led.append("run-y", "run_started", {"config": {}})
-    led.append("run-y", "run_finished", {"seconds": 0.1, "out_dir": "x"})
+    led._append("run-y", "run_started", {"config": {}})
+    led._append("run-y", "run_finished", {"seconds": 0.1, "out_dir": "x"})
     after = verify(path)
     assert after.ok, after.reason
     kinds = [r["kind"] for r in records(path)]
@@ -114,7 +114,7 @@ LOOPING_WRITER = """
     big = "y" * (1 << 20)  # 1 MB records: a kill lands inside a write now and then (~1 in 8)
     i = 0
     while True:
-        led.append("run-z", "validation", {"i": i, "failures": [big]})
+        led._append("run-z", "validation", {"i": i, "failures": [big]})
         print(i, flush=True)
         i += 1
 """
@@ -138,7 +138,7 @@ def test_a_writer_killed_while_appending_in_a_loop(tmp_path, delay):
     assert before >= 1
 
     # the killed writer held the lock: the kernel released it, so this append cannot hang
-    Ledger(path).append("run-next", "run_started", {})
+    Ledger(path)._append("run-next", "run_started", {})
     after = verify(path)
     assert after.ok, after.reason
     expected = before + 1 + (report.torn_tail is not None)

@@ -43,7 +43,7 @@ def write_run(
     led: Ledger, run_id: str, out: Path, *, status: str = "finished", sharpe: float = 1.0
 ) -> None:
     """The records one run writes, in the payload shapes the run code uses."""
-    led.append(
+    led._append(
         run_id,
         "run_started",
         {
@@ -58,7 +58,7 @@ def write_run(
             "argv": ["runner.py"],
         },
     )
-    led.append(
+    led._append(
         run_id,
         "dataset",
         {
@@ -71,7 +71,7 @@ def write_run(
             "source_digest": None,
         },
     )
-    led.append(
+    led._append(
         run_id,
         "stage",
         {
@@ -84,9 +84,9 @@ def write_run(
         },
     )
     if status == "failed":
-        led.append(run_id, "run_failed", {"error": "StageError", "message": "boom"})
+        led._append(run_id, "run_failed", {"error": "StageError", "message": "boom"})
         return
-    led.append(
+    led._append(
         run_id,
         "metrics",
         {"sharpe": sharpe, "cagr": 0.05, "max_drawdown": -0.2, "total_return": 0.3, "beta": None},
@@ -94,13 +94,13 @@ def write_run(
     art = out / run_id / "equity.arrow"
     art.parent.mkdir(parents=True, exist_ok=True)
     art.write_bytes(run_id.encode() * 10)
-    led.append(
+    led._append(
         run_id,
         "artifact",
         {"name": "equity.arrow", "path": str(art), "digest": _digest(art.read_bytes()), "bytes": 1},
     )
     if status == "finished":
-        led.append(run_id, "run_finished", {"seconds": 1.5, "out_dir": str(out / run_id)})
+        led._append(run_id, "run_finished", {"seconds": 1.5, "out_dir": str(out / run_id)})
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +129,8 @@ def _materialize(tmp: Path, blob: bytes, head: bytes | None) -> Path:
 
 def test_records_are_canonical_and_chained(tmp_path):
     led = Ledger(tmp_path / "sub" / "audit.jsonl")  # the folder is created on first append
-    first = led.append("r1", "run_started", {"b": 1, "a": "é"})
-    second = led.append("r1", "metrics", {"sharpe": 0.5})
+    first = led._append("r1", "run_started", {"b": 1, "a": "é"})
+    second = led._append("r1", "metrics", {"sharpe": 0.5})
     lines = led.path.read_bytes().split(b"\n")
     assert lines[-1] == b"" and len(lines) == 3
     for raw, rec in zip(lines[:2], (first, second), strict=True):
@@ -152,7 +152,7 @@ def test_records_are_canonical_and_chained(tmp_path):
 
 def test_non_finite_and_non_json_values_are_made_json_safe(tmp_path):
     led = Ledger(tmp_path / "audit.jsonl")
-    rec = led.append(
+    rec = led._append(
         "r1",
         "metrics",
         {
@@ -191,15 +191,15 @@ def test_non_finite_and_non_json_values_are_made_json_safe(tmp_path):
 )
 def test_append_rejects_bad_arguments(tmp_path, run_id, kind, data):
     with pytest.raises(LedgerError):
-        Ledger(tmp_path / "audit.jsonl").append(run_id, kind, data)
+        Ledger(tmp_path / "audit.jsonl")._append(run_id, kind, data)
 
 
 def test_ledger_pickles_as_its_path(tmp_path):
     led = Ledger(tmp_path / "audit.jsonl")
-    led.append("r", "x", {})
+    led._append("r", "x", {})
     clone = pickle.loads(pickle.dumps(led))
     assert clone.path == led.path
-    assert clone.append("r", "y", {})["seq"] == 2
+    assert clone._append("r", "y", {})["seq"] == 2
 
 
 def test_threads_append_without_loss_or_reorder(tmp_path):
@@ -209,7 +209,7 @@ def test_threads_append_without_loss_or_reorder(tmp_path):
     def writer(n: int) -> None:
         led = shared if n % 2 else Ledger(path)  # one shared instance and private ones
         for i in range(40):
-            led.append(f"t{n}", "tick", {"i": i})
+            led._append(f"t{n}", "tick", {"i": i})
 
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
     for t in threads:
@@ -226,9 +226,9 @@ def test_threads_append_without_loss_or_reorder(tmp_path):
 
 def test_append_after_a_record_larger_than_the_tail_block(tmp_path):
     led = Ledger(tmp_path / "audit.jsonl")
-    led.append("r", "a", {})
-    big = led.append("r", "validation", {"failures": ["x" * 100] * 2000})  # ~200 KB line
-    nxt = led.append("r", "b", {})
+    led._append("r", "a", {})
+    big = led._append("r", "validation", {"failures": ["x" * 100] * 2000})  # ~200 KB line
+    nxt = led._append("r", "b", {})
     assert nxt["prev"] == big["hash"] and nxt["seq"] == 3
     assert verify(led.path).ok
 
@@ -368,7 +368,7 @@ def test_torn_tail_is_reported_precisely_then_recovered(sample, tmp_path):
     assert report.records == 10  # the torn line is not a record
     assert len(records(path)) == 10
 
-    rec = Ledger(path).append("run-c", "run_started", {})
+    rec = Ledger(path)._append("run-c", "run_started", {})
     recs = records(path)
     assert [r["kind"] for r in recs[-2:]] == ["recovered", "run_started"]
     recovered = recs[-2]["data"]
@@ -385,10 +385,10 @@ def test_torn_tail_is_reported_precisely_then_recovered(sample, tmp_path):
 
 def test_torn_binary_bytes_are_recovered_as_base64(tmp_path):
     led = Ledger(tmp_path / "audit.jsonl")
-    led.append("r", "a", {})
+    led._append("r", "a", {})
     with led.path.open("ab") as f:
         f.write(b'{"data":\xff\xfe')
-    led.append("r", "b", {})
+    led._append("r", "b", {})
     rec = records(led.path)[1]
     assert rec["kind"] == "recovered" and rec["data"]["encoding"] == "base64"
     assert rec["data"]["torn"] == "eyJkYXRhIjr//g=="
@@ -397,12 +397,12 @@ def test_torn_binary_bytes_are_recovered_as_base64(tmp_path):
 
 def test_unparsable_final_line_with_newline_is_torn_and_recovered(tmp_path):
     led = Ledger(tmp_path / "audit.jsonl")
-    led.append("r", "a", {})
+    led._append("r", "a", {})
     with led.path.open("ab") as f:
         f.write(b"\x00\x00\x00\n")
     report = verify(led.path)
     assert not report.ok and report.torn_tail is not None and report.torn_tail.nbytes == 4
-    led.append("r", "b", {})
+    led._append("r", "b", {})
     assert [r["kind"] for r in records(led.path)] == ["a", "recovered", "b"]
     assert verify(led.path).ok
 
@@ -410,7 +410,7 @@ def test_unparsable_final_line_with_newline_is_torn_and_recovered(tmp_path):
 def test_a_ledger_holding_only_a_torn_line_restarts_the_chain(tmp_path):
     path = tmp_path / "audit.jsonl"
     path.write_bytes(b'{"data":{')
-    rec = Ledger(path).append("r", "a", {})
+    rec = Ledger(path)._append("r", "a", {})
     first = records(path)[0]
     assert first["kind"] == "recovered" and first["prev"] == GENESIS and rec["seq"] == 2
     assert verify(path).ok
@@ -418,19 +418,19 @@ def test_a_ledger_holding_only_a_torn_line_restarts_the_chain(tmp_path):
 
 def test_append_refuses_to_build_on_an_edited_last_record(tmp_path):
     led = Ledger(tmp_path / "audit.jsonl")
-    led.append("r", "a", {"x": 1})
+    led._append("r", "a", {"x": 1})
     led.path.write_bytes(led.path.read_bytes().replace(b'"x":1', b'"x":2'))
     with pytest.raises(LedgerError, match="refusing to append"):
-        led.append("r", "b", {})
+        led._append("r", "b", {})
 
 
 def test_append_refuses_when_records_were_cut_from_the_end(tmp_path):
     led = Ledger(tmp_path / "audit.jsonl")
     for i in range(3):
-        led.append("r", "a", {"i": i})
+        led._append("r", "a", {"i": i})
     led.path.write_bytes(_join(_lines(led.path.read_bytes())[:2]))
     with pytest.raises(LedgerError, match="head"):
-        led.append("r", "b", {})
+        led._append("r", "b", {})
     assert len(records(led.path)) == 2  # nothing was written
 
 
@@ -473,7 +473,7 @@ def test_runs_summarizes_status_digest_and_key_metrics(tmp_path):
     write_run(led, "run-a", tmp_path, sharpe=1.25)
     write_run(led, "run-b", tmp_path, status="failed")
     write_run(led, "run-c", tmp_path, status="running")
-    led.append("", "note", {})  # records outside any run are not runs
+    led._append("", "note", {})  # records outside any run are not runs
     summary = runs(led.path)
     assert [s.run_id for s in summary] == ["run-a", "run-b", "run-c"]
     assert [s.status for s in summary] == ["finished", "failed", "running"]

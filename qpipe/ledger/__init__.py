@@ -1,0 +1,50 @@
+"""The ledger: an append-only, hash-chained record of every run (``audit.jsonl``).
+
+One JSON object per line, UTF-8, in canonical form (:func:`qpipe._canonical.canonical_json`).
+Each record carries ``seq`` (global, from 1), ``ts`` (UTC ISO-8601 ending in ``Z``), ``run_id``,
+``kind``, ``data``, ``prev`` (the previous record's ``hash``; 64 zeros for the first) and ``hash``
+(SHA-256 hex of the canonical JSON of the record without ``hash``).
+
+Modules:
+
+- :mod:`~qpipe.ledger.chain`: the record form (hash, parse);
+- :mod:`~qpipe.ledger.lock`: the sidecar lock file and its head;
+- :mod:`~qpipe.ledger.writer`: :class:`Ledger` (appends, torn-tail recovery);
+- :mod:`~qpipe.ledger.payloads`: one typed payload per record kind;
+- :mod:`~qpipe.ledger.recorder`: :class:`RunRecorder`, the only writer of records;
+- :mod:`~qpipe.ledger.reader`: :func:`iter_records`, :func:`records`, :func:`runs`;
+- :mod:`~qpipe.ledger.verify`: :func:`verify`.
+"""
+
+from __future__ import annotations
+
+from qpipe._canonical import canonical_json
+from qpipe.ledger import payloads
+from qpipe.ledger._commands import show_command, verify_command
+from qpipe.ledger.chain import GENESIS, record_hash
+from qpipe.ledger.reader import KEY_METRICS, RunSummary, iter_records, records, run_records, runs
+from qpipe.ledger.recorder import RunRecorder
+from qpipe.ledger.verify import BadArtifact, VerifyReport, artifact_path, verify
+from qpipe.ledger.writer import Ledger, TornTail
+
+__all__ = [
+    "GENESIS",
+    "KEY_METRICS",
+    "BadArtifact",
+    "Ledger",
+    "RunRecorder",
+    "RunSummary",
+    "TornTail",
+    "VerifyReport",
+    "artifact_path",
+    "canonical_json",
+    "iter_records",
+    "payloads",
+    "record_hash",
+    "records",
+    "run_records",
+    "runs",
+    "show_command",
+    "verify",
+    "verify_command",
+]

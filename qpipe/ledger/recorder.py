@@ -1,0 +1,98 @@
+"""The one writer of ledger records: a :class:`RunRecorder` per run, one method per kind.
+
+Every record qpipe writes goes through a recorder method that takes the kind's typed payload
+(:mod:`qpipe.ledger.payloads`), so the format is defined in one place. Each method returns the
+record as written (a dict: read its ``seq`` or ``hash``).
+
+>>> import tempfile, pathlib
+>>> from qpipe.ledger import Ledger, RunRecorder, payloads as p
+>>> rec = RunRecorder(Ledger(pathlib.Path(tempfile.mkdtemp()) / "audit.jsonl"), "run-1")
+>>> rec.metrics(p.Metrics({"sharpe": float("nan")}))["data"]
+{'sharpe': None}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qpipe.errors import LedgerError
+from qpipe.ledger import payloads as p
+from qpipe.ledger.writer import Ledger
+
+__all__ = ["RunRecorder"]
+
+
+class RunRecorder:
+    """Writes the records of one run (``run_id``) to ``ledger``.
+
+    Parameters
+    ----------
+    ledger
+        The ledger (or its path).
+    run_id
+        The run every record belongs to. An ``exported`` record carries the exported run's id.
+    """
+
+    def __init__(self, ledger: Ledger | str, run_id: str) -> None:
+        self.ledger = ledger if isinstance(ledger, Ledger) else Ledger(ledger)
+        self.run_id = run_id
+
+    def __repr__(self) -> str:
+        return f"RunRecorder({self.ledger!r}, {self.run_id!r})"
+
+    def write(self, payload: p.Payload) -> dict[str, Any]:
+        """Append ``payload`` as a record of its ``KIND``; the methods below all call this."""
+        if not isinstance(payload, p.Payload) or not payload.KIND:
+            msg = f"ledger payload must be a typed record kind, got {type(payload).__name__}"
+            raise LedgerError(msg)
+        if isinstance(payload, p.Recovered):
+            msg = "`recovered` records are written by the ledger itself"
+            raise LedgerError(msg)
+        return self.ledger._append(self.run_id, payload.KIND, payload.to_data())
+
+    def run_started(self, payload: p.RunStarted) -> dict[str, Any]:
+        """A run began."""
+        return self.write(_expect(payload, p.RunStarted))
+
+    def dataset(self, payload: p.Dataset) -> dict[str, Any]:
+        """An input was ingested."""
+        return self.write(_expect(payload, p.Dataset))
+
+    def validation(self, payload: p.Validation) -> dict[str, Any]:
+        """A validation tier ran (tier1, tier2 or per_step)."""
+        return self.write(_expect(payload, p.Validation))
+
+    def stage(self, payload: p.Stage) -> dict[str, Any]:
+        """A stage ran."""
+        return self.write(_expect(payload, p.Stage))
+
+    def allocation_audit(self, payload: p.AllocationAudit) -> dict[str, Any]:
+        """The final allocation was audited."""
+        return self.write(_expect(payload, p.AllocationAudit))
+
+    def metrics(self, payload: p.Metrics) -> dict[str, Any]:
+        """The run's metrics."""
+        return self.write(_expect(payload, p.Metrics))
+
+    def artifact(self, payload: p.Artifact) -> dict[str, Any]:
+        """An output file was written."""
+        return self.write(_expect(payload, p.Artifact))
+
+    def run_finished(self, payload: p.RunFinished) -> dict[str, Any]:
+        """The run ended well."""
+        return self.write(_expect(payload, p.RunFinished))
+
+    def run_failed(self, payload: p.RunFailed) -> dict[str, Any]:
+        """The run ended with an error."""
+        return self.write(_expect(payload, p.RunFailed))
+
+    def exported(self, payload: p.Exported) -> dict[str, Any]:
+        """The run was exported to a view (construct the recorder with the exported run's id)."""
+        return self.write(_expect(payload, p.Exported))
+
+
+def _expect(payload: Any, cls: type[p.Payload]) -> Any:
+    if type(payload) is not cls:
+        msg = f"ledger `{cls.KIND}` record needs a {cls.__name__}, got {type(payload).__name__}"
+        raise LedgerError(msg)
+    return payload
