@@ -17,7 +17,7 @@ from qpipe.config import ThreadSafeConfig
 from qpipe.errors import ReplayError
 from qpipe.ledger import Ledger
 
-__all__ = ["ReplayReport", "replay", "replay_command", "replay_lines"]
+__all__ = ["ReplayReport", "replay"]
 
 
 @dataclass(frozen=True)
@@ -81,25 +81,3 @@ def replay(run_id: str, ledger_path: str | Path) -> ReplayReport:
         raise ReplayError(msg)
     outputs = {name: (recorded.get(name), result.artifacts.get(name)) for name in DATA_OUTPUTS}
     return ReplayReport(run_id, result.run_id, outputs)
-
-
-def replay_lines(report: ReplayReport) -> list[str]:
-    """The verdict lines ``qpipe replay`` prints: one per data output, then the summary."""
-    lines = []
-    for name, (old, new) in report.outputs.items():
-        verdict = "identical" if old is not None and old == new else "DIFFERENT"
-        lines.append(f"{name:<14} {verdict:<10} recorded {str(old)[:12]}  replayed {str(new)[:12]}")
-    status = "identical" if report.identical else "NOT identical"
-    lines.append(f"replay of {report.run_id} as {report.replay_run_id}: data outputs {status}")
-    return lines
-
-
-def replay_command(run_id: str, ledger_path: Path) -> int:
-    """``python -m qpipe replay RUN_ID``: print verdicts; exit 0 only if all are identical.
-
-    Thin terminal wrapper, to move into ``qpipe/cli/``.
-    """
-    report = replay(run_id, ledger_path)
-    for line in replay_lines(report):
-        print(line)
-    return 0 if report.identical else 1

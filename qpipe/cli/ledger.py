@@ -10,7 +10,6 @@ from rich.table import Table
 
 from qpipe.cli._app import out_console
 from qpipe.cli._paths import command_paths
-from qpipe.errors import LedgerError
 from qpipe.ledger import canonical_json
 
 __all__ = ["register"]
@@ -122,29 +121,21 @@ def _runs_table(path: Path) -> Table:
 
 
 def _run_table(path: Path, run_id: str) -> Table:
-    from qpipe.ledger import records
+    from qpipe.ledger import run_records
 
-    all_records = records(path)
-    ids = list(dict.fromkeys(r["run_id"] for r in all_records))
-    matches = [rid for rid in ids if rid == run_id]
-    matches = matches or [rid for rid in ids if rid.startswith(run_id)]
-    if len(matches) != 1:
-        what = "no run" if not matches else f"{len(matches)} runs match"
-        msg = f"{what} `{run_id}` in ledger `{path}`"
-        raise LedgerError(msg)
-    table = Table(title=f"run {matches[0]}")
+    rid, recs = run_records(path, run_id)
+    table = Table(title=f"run {rid}")
     table.add_column("seq", justify="right")
     table.add_column("time", no_wrap=True)
     table.add_column("kind", no_wrap=True)
     table.add_column("data")
-    for rec in all_records:
-        if rec["run_id"] == matches[0]:
-            table.add_row(
-                str(rec["seq"]),
-                rec["ts"].replace("T", " ")[:23],
-                rec["kind"],
-                _summarize(rec["kind"], rec["data"]),
-            )
+    for rec in recs:
+        table.add_row(
+            str(rec["seq"]),
+            rec["ts"].replace("T", " ")[:23],
+            rec["kind"],
+            _summarize(rec["kind"], rec["data"]),
+        )
     return table
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from qpipe._canonical import canonical_json
 from qpipe.ledger import payloads
-from qpipe.ledger._commands import show_command, verify_command
 from qpipe.ledger.chain import GENESIS, record_hash
 from qpipe.ledger.reader import KEY_METRICS, RunSummary, iter_records, records, run_records, runs
 from qpipe.ledger.recorder import RunRecorder
@@ -44,7 +43,5 @@ __all__ = [
     "records",
     "run_records",
     "runs",
-    "show_command",
     "verify",
-    "verify_command",
 ]

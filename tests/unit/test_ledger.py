@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from qpipe.cli import main
 from qpipe.errors import LedgerError
 from qpipe.ledger import (
     GENESIS,
@@ -23,11 +24,19 @@ from qpipe.ledger import (
     canonical_json,
     record_hash,
     records,
+    run_records,
     runs,
-    show_command,
     verify,
-    verify_command,
 )
+
+
+def verify_command(path: Path) -> int:
+    return main(["ledger", "verify", str(path)])
+
+
+def show_command(path: Path, run_id: str | None = None) -> int:
+    return main(["ledger", "show", "--ledger", str(path), *([run_id] if run_id else [])])
+
 
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 # each example rewrites the files in tmp_path, so sharing it across examples is safe
@@ -501,19 +510,24 @@ def test_show_command_lists_runs_and_one_runs_records(tmp_path, capsys):
     assert "run_failed" not in out
 
     with pytest.raises(LedgerError, match="no run `nope`"):
-        show_command(led.path, "nope")
+        run_records(led.path, "nope")
     with pytest.raises(LedgerError, match="2 runs match"):
-        show_command(led.path, "20261126T0")
+        run_records(led.path, "20261126T0")
+    assert show_command(led.path, "nope") == 1
+    assert "no run `nope`" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(
-    "call",
-    [verify_command, show_command, records, runs, verify],
-    ids=["verify_command", "show_command", "records", "runs", "verify"],
-)
+@pytest.mark.parametrize("call", [records, runs, verify], ids=["records", "runs", "verify"])
 def test_a_missing_ledger_is_a_clear_ledger_error(tmp_path, call):
     with pytest.raises(LedgerError, match="does not exist"):
         call(tmp_path / "nope.jsonl")
+
+
+@pytest.mark.parametrize("command", ["verify", "show"])
+def test_a_missing_ledger_is_one_line_from_the_cli(tmp_path, capsys, command):
+    assert main(["ledger", command, "--ledger", str(tmp_path / "nope.jsonl")]) == 1
+    err = capsys.readouterr().err
+    assert "does not exist" in err and len(err.strip().splitlines()) == 1
 
 
 def test_reading_refuses_a_corrupt_middle_line(sample, tmp_path):
