@@ -51,8 +51,10 @@ def time_charts(charts: ChartSet, span: Span, inputs: ReportInputs) -> dict[str,
     strat = Series("strategy", growth, STRATEGY, width=1.75)
     series = [strat]
     bench_growth = bench_ret = None
-    if span.bench is not None and span.bench.height == n:
-        bench_ret = span.bench.get_column("return").cast(pl.Float64)
+    if span.bench is not None and span.bench.height:
+        # On the equity's dates: a day the benchmark lacks counts as a 0 return.
+        aligned = eq.select("date").join(span.bench, on="date", how="left")
+        bench_ret = aligned.get_column("return").cast(pl.Float64).fill_null(0.0)
         bench_growth = np.cumprod(1.0 + np.nan_to_num(bench_ret.to_numpy()))
         series.append(Series("benchmark", bench_growth, BENCH))
     empty = "" if n else "no data"

@@ -240,3 +240,13 @@ def test_ten_years_of_daily_rows_stay_well_under_two_megabytes() -> None:
     page = render_run_page(inputs(equity=equity))
     assert len(page.encode()) < 2_000_000 // 3
     assert math.isfinite(len(page))
+
+
+def test_a_benchmark_with_missing_days_is_still_drawn() -> None:
+    equity = make_equity(200)
+    bench = equity.select("date", (pl.col("equity") * 0.9).alias("equity")).gather_every(2)
+    spec = {
+        c["id"]: c for c in chart_data(render_run_page(inputs(benchmark_equity=bench)))["charts"]
+    }
+    labels = [s["label"] for s in spec["chart-equity"]["series"]]
+    assert labels == ["strategy", "benchmark"]
