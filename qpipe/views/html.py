@@ -31,7 +31,7 @@ table.kv td{border-bottom:1px solid var(--line)}
 table.kv th{text-align:left;color:var(--muted);font-weight:600}
 table.data{width:100%;font-size:13px}table.data th{border-bottom:2px solid var(--line)}
 table.data td{border-bottom:1px solid var(--line)}
-th[data-sort]{cursor:pointer}th[data-sort]:after{content:" \2195";color:#bbb}
+th[data-sort]{cursor:pointer}th[data-sort]:after{content:" ↕";color:#bbb}
 .badge{display:inline-block;border-radius:4px;padding:0 6px;font-size:12px;font-weight:600}
 .badge.ok{background:#e3f3ea;color:#1a7f4b}.badge.fail{background:#fbe5e2;color:#b03a2e}.badge.warn{background:#fff3d6;color:#8a5a00}
 .span-toggle{font-size:12px;color:var(--muted)}
@@ -55,6 +55,7 @@ table.heatmap td.best{outline:2px solid var(--fg);outline-offset:-2px;font-weigh
 table.sweep{width:100%;font-size:13px}
 table.sweep th{border-bottom:2px solid var(--line)}
 table.sweep td{border-bottom:1px solid var(--line)}
+table.sweep td code{white-space:nowrap}
 table.sweep td.key,table.sweep th.key{background:#eef3f8;font-weight:600}
 pre{background:#fafafa;border:1px solid var(--line);border-radius:6px;padding:10px;
  overflow-x:auto;font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
