@@ -7,7 +7,7 @@ each parameter, every metric of ``metrics.json``, ``status``, ``error`` and ``se
 
 How it gets its speed without changing a number:
 
-1. Trials are grouped by signal set (:func:`~qpipe.backtest.batch_weights.signal_key`): the
+1. Trials are grouped by signal set (:class:`~qpipe.backtest.batch_config.TrialConfig`): the
    features and signal stages run once per group, on the same prices a run reads.
 2. Within a group, target weights are computed once per weight set and shared by the trials
    that differ only in backtest keys (costs, window, ...).
@@ -30,11 +30,11 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
+from qpipe.backtest.batch_config import ConfigBuilder, TrialConfig
 from qpipe.backtest.batch_sim import simulate_trials
-from qpipe.backtest.batch_weights import SignalSet, signal_key, weights_key
+from qpipe.backtest.batch_weights import SignalSet
 from qpipe.backtest.metrics import METRIC_NAMES
 from qpipe.backtest.panel import Panel, PanelRef, build_panel, open_panel
-from qpipe.config import ThreadSafeConfig
 from qpipe.errors import ConfigError, QpipeError
 from qpipe.store import ArrowStore
 
@@ -47,25 +47,7 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def _trial_config(base: dict[str, Any], params: dict[str, Any]) -> ThreadSafeConfig:
-    data = {s: dict(t) if isinstance(t, dict) else t for s, t in base.items()}
-    for key, value in params.items():
-        section, _, name = key.partition(".")
-        if not name:
-            msg = f"sweep parameter `{key}` must be `section.key`"
-            raise ConfigError(msg)
-        if section == "data" and base.get("data", {}).get(name) != value:
-            msg = f"`{key}` cannot vary in a batched sweep: all trials share one price panel"
-            raise ConfigError(msg)
-        data.setdefault(section, {})[name] = value
-    cfg = ThreadSafeConfig.from_mapping(data)
-    if cfg.data.weights:
-        msg = "a batched sweep needs strategy weights; `data.weights` is set"
-        raise ConfigError(msg)
-    return cfg
-
-
-def _check_universe(cfg: ThreadSafeConfig, panel: Panel) -> None:
+def _check_universe(cfg: TrialConfig, panel: Panel) -> None:
     """The run's own limit: ``top_n`` cannot exceed the number of symbols."""
     a, n = cfg.allocation, panel.shape[1]
     if a.scheme in ("top_n", "inverse_vol") and a.top_n > n:
@@ -124,11 +106,11 @@ def _table(trials: Sequence[Trial], rows: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def _groups(configs: dict[int, ThreadSafeConfig]) -> dict[str, dict[str, list[int]]]:
+def _groups(configs: dict[int, TrialConfig]) -> dict[str, dict[str, list[int]]]:
     """Positions grouped by signal set, then by weight set, in order of first appearance."""
     groups: dict[str, dict[str, list[int]]] = {}
     for pos, cfg in configs.items():
-        groups.setdefault(signal_key(cfg), {}).setdefault(weights_key(cfg), []).append(pos)
+        groups.setdefault(cfg.signal_key, {}).setdefault(cfg.weights_key, []).append(pos)
     return groups
 
 
@@ -138,7 +120,7 @@ def _failed(error: str, seconds: float = 0.0) -> dict[str, Any]:
 
 def _run_group(
     positions_by_weights: dict[str, list[int]],
-    configs: dict[int, ThreadSafeConfig],
+    configs: dict[int, TrialConfig],
     prices: pl.DataFrame,
     panel: Panel,
     rows: list[dict[str, Any]],
@@ -203,11 +185,12 @@ def evaluate_chunk(
     opened = open_panel(panel, store)
     prices = store.open(panel.prices)
     rows: list[dict[str, Any]] = [{} for _ in trials]
-    configs: dict[int, ThreadSafeConfig] = {}
+    configs: dict[int, TrialConfig] = {}
+    builder = ConfigBuilder(base_config)
     for pos, (_, params) in enumerate(trials):
         t0 = time.perf_counter()
         try:
-            cfg = _trial_config(base_config, params)
+            cfg = builder.get(params)
             _check_universe(cfg, opened)
             configs[pos] = cfg
         except QpipeError as exc:

@@ -17,15 +17,19 @@ from typing import Any
 
 import numpy as np
 
+from qpipe.backtest._batch_kernel import run_many
 from qpipe.backtest._kernel import run_kernel
 from qpipe.backtest.accounting import PERIODS_PER_YEAR, _check_finite, _check_rate, _day_number
+from qpipe.backtest.batch_config import TrialConfig
 from qpipe.backtest.metrics import metrics_from_arrays
 from qpipe.backtest.panel import Panel
-from qpipe.config import ThreadSafeConfig
 from qpipe.errors import BacktestError, QpipeError
 from qpipe.stages.backtest import _iso
 
-__all__ = ["TrialSim", "simulate_trials"]
+__all__ = ["BATCH", "TrialSim", "simulate_trials"]
+
+# Trials per run_many call: their daily arrays (4 x 8 bytes x dates each) are alive together.
+BATCH = 64
 
 
 @dataclass
@@ -33,7 +37,7 @@ class TrialSim:
     """One trial's backtest settings, checked (the errors ``simulate`` would raise)."""
 
     pos: int
-    cfg: ThreadSafeConfig
+    cfg: TrialConfig
     capital: float = field(init=False)
     c: float = field(init=False)
     slip: float = field(init=False)
@@ -139,20 +143,80 @@ def _one(panel: Panel, reb_rows: np.ndarray, wmat: np.ndarray, sim: TrialSim) ->
     return _metrics(sim, panel, a, b, (equity, turnover, cost, gross), n_reb)
 
 
+def _outcome(metrics: dict[str, Any] | None, exc: QpipeError | None = None) -> dict[str, Any]:
+    if exc is not None:
+        error = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return {"metrics": {}, "status": "failed", "error": error}
+    return {"metrics": metrics, "status": "ok", "error": None}
+
+
+def _fast(sim: TrialSim) -> bool:
+    """Whether :func:`run_many` covers the trial (close execution, no accruals)."""
+    return not sim.use_open and sim.borrow_d == 0.0 and sim.cash_d == 0.0
+
+
+def _run_batch(
+    panel: Panel, reb_rows: np.ndarray, wmat: np.ndarray, sims: list[TrialSim], a: int, b: int
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Trials with one window and the fast convention, BATCH at a time through run_many."""
+    exec_row, sel = _exec_rows(reb_rows, a, b, False)
+    weights = np.ascontiguousarray(wmat[sel])
+    dead = _dead_from(panel, a, b)
+    reb_in = reb_rows[sel] - a
+    close = panel.close[a:b]
+    last = panel.last_close[a:b]
+    for lo in range(0, len(sims), BATCH):
+        part = sims[lo : lo + BATCH]
+        t0 = time.perf_counter()
+        equity, turnover, cost, gross, ruined, bad = run_many(
+            close,
+            last,
+            weights,
+            exec_row,
+            dead,
+            np.array([s.capital for s in part]),
+            np.array([s.c for s in part]),
+            np.array([s.slip for s in part]),
+        )
+        share = (time.perf_counter() - t0) / len(part)
+        for k, sim in enumerate(part):
+            t1 = time.perf_counter()
+            try:
+                if bad[k] or not np.isfinite(equity[k]).all():
+                    _one(panel, reb_rows, wmat, sim)  # raises the exact overflow error
+                daily = (equity[k], turnover[k], cost[k], gross[k])
+                n_reb = int((~ruined[k, reb_in]).sum())
+                outcome = _outcome(_metrics(sim, panel, a, b, daily, n_reb))
+            except QpipeError as exc:
+                outcome = _outcome(None, exc)
+            outcome["seconds"] = share + time.perf_counter() - t1
+            yield sim.pos, outcome
+
+
 def simulate_trials(
     panel: Panel,
     reb_rows: np.ndarray,
     wmat: np.ndarray,
-    trials: Sequence[tuple[int, ThreadSafeConfig]],
+    trials: Sequence[tuple[int, TrialConfig]],
 ) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Each trial's outcome over the shared weights, in order; a QpipeError fails one trial."""
+    """Each trial's outcome over the shared weights; a QpipeError fails only its trial.
+
+    Trials with the common convention are batched per window through :func:`run_many`; the
+    others (next-open execution, borrow cost, cash interest) run ``run_kernel`` one by one.
+    Outcomes come in no particular order (the position says where each belongs).
+    """
+    fast: dict[tuple[int, int], list[TrialSim]] = {}
     for pos, cfg in trials:
         t0 = time.perf_counter()
         try:
-            metrics = _one(panel, reb_rows, wmat, TrialSim(pos, cfg))
-            outcome: dict[str, Any] = {"metrics": metrics, "status": "ok", "error": None}
+            sim = TrialSim(pos, cfg)
+            if _fast(sim):
+                fast.setdefault(sim.window(panel.days), []).append(sim)
+                continue
+            outcome = _outcome(_one(panel, reb_rows, wmat, sim))
         except QpipeError as exc:
-            error = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            outcome = {"metrics": {}, "status": "failed", "error": error}
+            outcome = _outcome(None, exc)
         outcome["seconds"] = time.perf_counter() - t0
         yield pos, outcome
+    for (a, b), sims in fast.items():
+        yield from _run_batch(panel, reb_rows, wmat, sims, a, b)

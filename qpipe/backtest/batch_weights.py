@@ -1,8 +1,9 @@
 """Target weights for many trials: signals once per signal set, weights once per weight set.
 
 A sweep's trials differ in a few keys. The features and signals depend only on the strategy's
-feature and signal params (:func:`signal_key`), the weights on those plus ``[allocation]``
-(:func:`weights_key`), and the backtest keys (costs, window, ...) only on the weights. So
+feature and signal params (``TrialConfig.signal_key``), the weights on those plus
+``[allocation]`` (``TrialConfig.weights_key``), and the backtest keys (costs, window, ...)
+only on the weights. So
 :class:`SignalSet` runs the strategy's features and signal stages once (the same Polars stages a
 run uses), and :meth:`SignalSet.weights` turns them into dense target weights per weight set:
 
@@ -19,93 +20,135 @@ weights per rebalance date (0 for a symbol without weight), as :func:`simulate` 
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import polars as pl
 
+from qpipe.backtest._batch_kernel import momentum_scores
+from qpipe.backtest.batch_config import TrialConfig
 from qpipe.backtest.panel import Panel
-from qpipe.config import ThreadSafeConfig
 from qpipe.stages.allocation import LIMIT_SLACK, rebalance_dates
 from qpipe.strategy import build_strategy
 
-__all__ = ["SignalSet", "signal_key", "weights_key"]
+__all__ = ["SignalSet", "fast_scores"]
 
 
-def _step_key(step: Any) -> str:
-    return f"{step.stage.name}:{sorted(step.params.items())!r}"
+def fast_scores(cfg: TrialConfig) -> bool:
+    """Whether the top-N order can come from :func:`momentum_scores` instead of the stages.
+
+    A ``rank`` signal is a strictly increasing function of the feature on each date (average
+    ranks of distinct values differ by >= 1/(n-1)), and ``raw`` is the feature itself, so both
+    order the candidates (and tie them) exactly as the momentum feature does.
+    """
+    s = cfg.strategy
+    return s.kind == "momentum" and s.signal in ("rank", "raw")
 
 
-def signal_key(cfg: ThreadSafeConfig) -> str:
-    """What the features and signals depend on (trials with equal keys share them)."""
-    feat, sig, _ = build_strategy(cfg).steps
-    return f"{_step_key(feat)}|{_step_key(sig)}"
-
-
-def weights_key(cfg: ThreadSafeConfig) -> str:
-    """What the target weights depend on (trials with equal keys share them)."""
-    alloc = build_strategy(cfg).steps[2]
-    return f"{signal_key(cfg)}|{_step_key(alloc)}"
+def _top_n_weight(count: int, max_weight: float, gross_leverage: float) -> float:
+    """The weight of each of ``count`` names: ``allocate``'s top-N arithmetic, in its order."""
+    if count == 0:
+        return 0.0  # an all-cash rebalance
+    w = min(1.0 / count, max_weight)
+    gross = np.cumsum(np.full(count, w))[-1]  # added in order, as ordered_sum does
+    if gross > gross_leverage + LIMIT_SLACK:
+        w = w * (gross_leverage / gross)
+    return float(w)
 
 
 class SignalSet:
-    """The features and signals of one signal set over a panel, and weights derived from them."""
+    """The features and signals of one signal set over a panel, and weights derived from them.
 
-    def __init__(self, cfg: ThreadSafeConfig, prices: pl.DataFrame, panel: Panel) -> None:
+    The Polars stages run only when a weight set needs the frames (any scheme but a plain
+    top-N, or a signal :func:`fast_scores` does not cover).
+    """
+
+    def __init__(self, cfg: TrialConfig, prices: pl.DataFrame, panel: Panel) -> None:
+        self.cfg = cfg
+        self.prices = prices
         self.panel = panel
-        pipe = build_strategy(cfg)
-        env = pipe.until("signals").apply_lazy({"prices": prices.lazy()})
-        self.features = env["features"].collect()
-        self.signals = env["signals"].collect()
-        self._dense: np.ndarray | None = None
+        self._frames: tuple[pl.DataFrame, pl.DataFrame] | None = None
+        self._scores: np.ndarray | None = None
         self._reb: dict[tuple[str, int], np.ndarray] = {}
+        self._ranked: dict[tuple[str, str, int], list[np.ndarray]] = {}
 
-    def dense_signals(self) -> np.ndarray:
-        """Signals as a (dates x symbols) matrix over the panel; NaN = null or no row."""
-        if self._dense is None:
-            p = self.panel
-            s = self.signals
-            rows = np.searchsorted(p.days, s["date"].cast(pl.Int32).to_numpy().astype(np.int64))
-            cols = s["symbol"].cast(pl.Enum(p.symbols)).to_physical().to_numpy()
-            out = np.full(p.shape, np.nan)
-            out[rows, cols] = s["signal"].cast(pl.Float64).fill_null(np.nan).to_numpy()
-            self._dense = out
-        return self._dense
+    def frames(self) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The features and signals frames, as the strategy stages make them (cached)."""
+        if self._frames is None:
+            pipe = build_strategy(self.cfg.full())
+            env = pipe.until("signals").apply_lazy({"prices": self.prices.lazy()})
+            self._frames = (env["features"].collect(), env["signals"].collect())
+        return self._frames
+
+    def scores(self) -> np.ndarray:
+        """(dates x symbols) values that order each date's candidates as the signal does.
+
+        NaN where the signal is null (or the symbol has no price).
+        """
+        if self._scores is None:
+            if fast_scores(self.cfg):
+                s = self.cfg.strategy
+                self._scores = momentum_scores(self.panel.close, s.lookback, s.skip)
+            else:
+                self._scores = self._dense_signals()
+        return self._scores
+
+    def _dense_signals(self) -> np.ndarray:
+        p = self.panel
+        s = self.frames()[1]
+        rows = np.searchsorted(p.days, s["date"].cast(pl.Int32).to_numpy().astype(np.int64))
+        cols = s["symbol"].cast(pl.Enum(p.symbols)).to_physical().to_numpy()
+        out = np.full(p.shape, np.nan)
+        out[rows, cols] = s["signal"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        return out
 
     def rebalance_rows(self, rule: str, every_k: int) -> np.ndarray:
         """Panel rows of the rebalance dates (the allocation stage's own schedule)."""
         key = (rule, every_k)
         if key not in self._reb:
-            dates = rebalance_dates(self.signals.lazy().select("date"), rule, every_k)  # type: ignore[arg-type]
-            days = dates.collect()["date"].cast(pl.Int32).to_numpy().astype(np.int64)
+            # the signal dates are the price dates, i.e. the panel's
+            day_frame = pl.LazyFrame({"date": self.panel.days.astype(np.int32)})
+            dates = day_frame.select(pl.col("date").cast(pl.Date))
+            chosen = rebalance_dates(dates, rule, every_k).collect()  # type: ignore[arg-type]
+            days = chosen["date"].cast(pl.Int32).to_numpy().astype(np.int64)
             self._reb[key] = np.searchsorted(self.panel.days, days)
         return self._reb[key]
 
-    def weights(self, cfg: ThreadSafeConfig) -> tuple[np.ndarray, np.ndarray]:
+    def weights(self, cfg: TrialConfig) -> tuple[np.ndarray, np.ndarray]:
         """Dense target weights (rebalance rows, one weight row each) for ``cfg``."""
         a = cfg.allocation
         if a.scheme == "top_n" and a.target_vol <= 0:
             return self._top_n(cfg)
-        alloc = build_strategy(cfg).steps[2]
-        (frame,) = alloc.call(self.signals.lazy(), self.features.lazy())
+        alloc = build_strategy(cfg.full()).steps[2]
+        features, signals = self.frames()
+        (frame,) = alloc.call(signals.lazy(), features.lazy())
         return self._densify(frame.collect())
 
-    def _top_n(self, cfg: ThreadSafeConfig) -> tuple[np.ndarray, np.ndarray]:
+    def ranked(self, rule: str, every_k: int) -> list[np.ndarray]:
+        """Per rebalance date, the candidates (finite signal) best first, ties by symbol.
+
+        Computed once per schedule and shared by every ``top_n`` of the signal set.
+        """
+        key = ("ranked", rule, every_k)
+        if key not in self._ranked:
+            sig = self.scores()
+            out = []
+            for r in self.rebalance_rows(rule, every_k):
+                cand = np.flatnonzero(np.isfinite(sig[r]))
+                # stable sort of -signal keeps ascending symbol order among ties
+                out.append(cand[np.argsort(-sig[r, cand], kind="stable")])
+            self._ranked[key] = out
+        return self._ranked[key]
+
+    def _top_n(self, cfg: TrialConfig) -> tuple[np.ndarray, np.ndarray]:
         a = cfg.allocation
         rows = self.rebalance_rows(a.rebalance, a.every_k)
-        sig = self.dense_signals()
-        out = np.zeros((rows.size, sig.shape[1]))
-        for k, r in enumerate(rows):
-            cand = np.flatnonzero(np.isfinite(sig[r]))
-            if cand.size == 0:
-                continue  # an all-cash rebalance
-            # stable sort of -signal keeps ascending symbol order among ties
-            chosen = cand[np.argsort(-sig[r, cand], kind="stable")[: a.top_n]]
-            w = min(1.0 / chosen.size, a.max_weight)
-            gross = np.cumsum(np.full(chosen.size, w))[-1]  # in order, as ordered_sum does
-            if gross > a.gross_leverage + LIMIT_SLACK:
-                w = w * (a.gross_leverage / gross)
-            out[k, chosen] = w
+        ranked = self.ranked(a.rebalance, a.every_k)
+        chosen = [order[: a.top_n] for order in ranked]
+        counts = np.array([c.size for c in chosen], np.int64)
+        weight_of = {n: _top_n_weight(n, a.max_weight, a.gross_leverage) for n in set(counts)}
+        out = np.zeros((rows.size, self.panel.shape[1]))
+        cols = np.concatenate(chosen) if chosen else np.empty(0, np.int64)
+        values = np.array([weight_of[n] for n in counts])
+        out[np.repeat(np.arange(rows.size), counts), cols] = np.repeat(values, counts)
         return rows, out
 
     def _densify(self, weights: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:

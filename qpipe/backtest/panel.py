@@ -7,7 +7,9 @@ no price) and stores the arrays as ordinary content-addressed Arrow IPC entries:
 - ``axes``: one row per price date (``day``, the Int32 day number);
 - ``symbols``: one row per symbol (``symbol``, ``last_row``: the index of its last price date);
 - ``close`` (and ``open`` when the prices have it): one Float64 column of T x N values, the
-  row-major (date, symbol) matrix flattened, NaN where there is no price.
+  row-major (date, symbol) matrix flattened, NaN where there is no price;
+- ``last_close``: the same with each symbol's last close carried forward (the marks of the
+  accounting: a held symbol with no price counts at its last close).
 
 A :class:`PanelRef` names these entries by path and digest (a few hundred bytes, picklable), so
 a sweep task receives the reference and memory-maps the matrices (no copy; an Arrow buffer with
@@ -40,6 +42,7 @@ class PanelRef:
     axes: DatasetRef
     symbols: DatasetRef
     close: DatasetRef
+    last_close: DatasetRef
     benchmark: DatasetRef
     open: DatasetRef | None = None
 
@@ -58,6 +61,7 @@ class Panel:
     symbols: pl.Series  # byte-wise sorted (N)
     last_row: np.ndarray  # int64 index of each symbol's last price date (N)
     close: np.ndarray  # float64 (T, N), NaN = no price
+    last_close: np.ndarray  # float64 (T, N): the last close up to each date, NaN before any
     open: np.ndarray | None  # float64 (T, N) or None
     bench_return: np.ndarray  # float64 (T,): benchmark return on each price date (0 if none)
     bench_has: np.ndarray  # bool (T,): the benchmark has that date
@@ -77,6 +81,13 @@ def _pivot(
     out = np.full((days.size, n_sym), np.nan)
     out[d_idx, codes] = values.fill_null(np.nan).to_numpy()
     return out
+
+
+def _forward_fill(close: np.ndarray) -> np.ndarray:
+    """Each symbol's last close up to each date (NaN before its first price)."""
+    rows = np.where(np.isnan(close), 0, np.arange(close.shape[0])[:, None])
+    np.maximum.accumulate(rows, axis=0, out=rows)
+    return close[rows, np.arange(close.shape[1])]
 
 
 def _put_flat(store: ArrowStore, name: str, matrix: np.ndarray) -> DatasetRef:
@@ -130,12 +141,13 @@ def build_panel(
     axes = store.put(pl.DataFrame({"day": pl.Series(days.astype(np.int32), dtype=pl.Int32)}))
     syms = store.put(pl.DataFrame({"symbol": symbols, "last_row": last_row}))
     close_ref = _put_flat(store, "close", close)
+    last_ref = _put_flat(store, "last_close", _forward_fill(close))
     open_ref = None
     if "open" in prices.columns:
         open_ref = _put_flat(store, "open", _pivot(prices, "open", days, codes, symbols.len()))
     bench_prices = prices if benchmark_ref is None else store.open(benchmark_ref)
     bench = store.put(equal_weight_benchmark(bench_prices))
-    return PanelRef(prices_ref, axes, syms, close_ref, bench, open_ref)
+    return PanelRef(prices_ref, axes, syms, close_ref, last_ref, bench, open_ref)
 
 
 def _matrix(store: ArrowStore, ref: DatasetRef, shape: tuple[int, int]) -> np.ndarray:
@@ -165,6 +177,7 @@ def open_panel(ref: PanelRef, store: ArrowStore) -> Panel:
         symbols=sym["symbol"],
         last_row=sym["last_row"].to_numpy(),
         close=_matrix(store, ref.close, shape),
+        last_close=_matrix(store, ref.last_close, shape),
         open=open_,
         bench_return=bench_return,
         bench_has=bench_has,
