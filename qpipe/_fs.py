@@ -13,7 +13,16 @@ import secrets
 import stat
 from pathlib import Path
 
-__all__ = ["file_digest", "fsync_dir", "not_a_regular_file", "write_bytes_atomic"]
+from qpipe.errors import PathSafetyError, StoreError
+
+__all__ = [
+    "file_digest",
+    "fsync_dir",
+    "not_a_regular_file",
+    "refuse_symlink",
+    "safe_subdir",
+    "write_bytes_atomic",
+]
 
 HASH_BLOCK = 1 << 24
 
@@ -89,3 +98,54 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> str:
     finally:
         tmp.unlink(missing_ok=True)
     return hashlib.sha256(data).hexdigest()
+
+
+def refuse_symlink(path: str | Path, what: str) -> None:
+    """Raise :class:`PathSafetyError` if ``path`` itself is a symlink (its parents may be).
+
+    qpipe never writes through a link it did not create: a link planted where qpipe keeps its
+    own folders (``<out>/store``, ``<out>/sweeps``) would send its writes anywhere.
+    """
+    if Path(path).is_symlink():
+        msg = (
+            f"{what} `{path}` is a symlink; qpipe never writes through a link it did not "
+            f"create (remove the link, or name the real folder)"
+        )
+        raise PathSafetyError(msg)
+
+
+def safe_subdir(root: str | Path, name: str, what: str = "folder") -> Path:
+    """``root/name`` as a real folder of ``root``: created if missing, never a symlink.
+
+    Parameters
+    ----------
+    root
+        The folder that owns it (itself not checked: the caller chose it).
+    name
+        A plain folder name (no ``/``, ``..``).
+    what
+        How the message names the folder (``"store folder"``, ``"sweeps folder"``).
+
+    Raises
+    ------
+    PathSafetyError
+        ``name`` is not a plain name, or ``root/name`` is a symlink or not a folder.
+    StoreError
+        The folder cannot be created (read-only, full, ``root`` missing).
+    """
+    if not name or name in (".", "..") or "/" in name or "\\" in name:
+        msg = f"{what} name `{name}` is not a plain folder name"
+        raise PathSafetyError(msg)
+    path = Path(root) / name
+    try:
+        path.mkdir(exist_ok=True)
+    except FileExistsError:
+        pass  # a file or a dangling link: refused below
+    except OSError as exc:
+        msg = f"cannot create {what} `{path}`: {exc.strerror or exc}"
+        raise StoreError(msg) from None
+    refuse_symlink(path, what)
+    if not stat.S_ISDIR(os.lstat(path).st_mode):
+        msg = f"{what} `{path}` is not a folder"
+        raise PathSafetyError(msg)
+    return path

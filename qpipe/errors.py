@@ -17,6 +17,7 @@ __all__ = [
     "ConfigError",
     "DataFormatError",
     "EngineError",
+    "ExportError",
     "LedgerError",
     "OptionalDependencyError",
     "OutOfMemoryError",
@@ -152,6 +153,10 @@ class BacktestError(QpipeError):
 
 class EngineError(QpipeError):
     """An engine cannot start, reach its cluster, or finish a task."""
+
+
+class ExportError(QpipeError):
+    """An export target (MLflow) cannot be reached or refused the write; the ledger is intact."""
 
 
 class LedgerError(QpipeError):

@@ -18,8 +18,14 @@ Per finished run, in the experiment ``qpipe``:
 The default tracking URI is an embedded SQLite store beside the ledger (``sqlite:///<ledger
 dir>/mlflow.db``; MLflow 3 refuses a plain ``./mlruns`` file store unless
 ``MLFLOW_ALLOW_FILE_STORE=true``), with artifacts in ``<ledger dir>/mlartifacts``; ``mlflow ui
---backend-store-uri sqlite:///runs/mlflow.db`` shows the runs with no server to set up. MLflow's
-telemetry is switched off (``MLFLOW_DISABLE_TELEMETRY=true``) unless the environment says otherwise.
+--backend-store-uri sqlite:///runs/mlflow.db`` shows the runs with no server to set up.
+
+While an export runs (and only then; the environment is restored after), MLflow's telemetry is
+off (``MLFLOW_DISABLE_TELEMETRY=true`` unless the environment says otherwise) and its HTTP
+requests get one attempt of at most ``timeout`` seconds (default 30). The store is checked
+first (:mod:`qpipe.export._reach`), so an unreachable, silent or invalid tracking URI is a
+one-line :class:`~qpipe.errors.ExportError` within about twice the timeout, not minutes of
+retries.
 """
 
 from __future__ import annotations
@@ -28,13 +34,19 @@ import contextlib
 import hashlib
 import logging
 import math
-import os
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from qpipe.errors import OptionalDependencyError
+from qpipe.errors import ExportError, OptionalDependencyError, QpipeError
+from qpipe.export._reach import (
+    DEFAULT_TIMEOUT,
+    check_reachable,
+    check_timeout,
+    http_env,
+    scoped_env,
+)
 from qpipe.ledger import Ledger, RunRecorder, artifact_path, canonical_json, records
 from qpipe.ledger.payloads import Exported
 
@@ -48,7 +60,6 @@ _PARAM_MAX = 6000  # MLflow's limit on a param value's length
 
 
 def _mlflow() -> Any:
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     try:
         import mlflow
     except ImportError:
@@ -196,7 +207,53 @@ def _export_one(
     return str(mlflow_run_id)
 
 
-def export_runs(ledger_path: str | Path, tracking_uri: str | None = None) -> list[str]:
+def _short(exc: BaseException) -> str:
+    """The first line of an MLflow error, without urllib3's retry story."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    text = text.split(" (Caused by ", 1)[0]
+    return text if len(text) <= 240 else text[:239] + "…"
+
+
+def _timed_out(exc: BaseException | None, timeout_type: type) -> bool:
+    """Whether a request timed out somewhere in the chain (with no retries, urllib3 reports a
+    read timeout as a connection error whose text names it)."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, timeout_type) or "timed out" in str(exc):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+@contextlib.contextmanager
+def _as_export_error(mlflow: Any, uri: str, timeout: float) -> Iterator[None]:
+    """MLflow's failures (store down, refused, invalid) as one-line :class:`ExportError`s."""
+    import requests
+
+    try:
+        yield
+    except QpipeError:
+        raise
+    except (mlflow.exceptions.MlflowException, requests.RequestException, OSError) as exc:
+        if _timed_out(exc, requests.Timeout):
+            reason = f"no answer within {timeout:g} s (`--timeout`)"
+        else:
+            reason = _short(exc)
+        msg = f"mlflow export to `{uri}` failed: {reason}"
+        raise ExportError(msg) from None
+    except Exception as exc:
+        if type(exc).__module__.split(".")[0] not in ("mlflow", "sqlalchemy", "alembic"):
+            raise  # not the tracking store's failure: a bug, reported as one
+        msg = f"mlflow export to `{uri}` failed: {type(exc).__name__}: {_short(exc)}"
+        raise ExportError(msg) from None
+
+
+def export_runs(
+    ledger_path: str | Path,
+    tracking_uri: str | None = None,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> list[str]:
     """Export every finished, not yet exported run of the ledger to MLflow.
 
     Parameters
@@ -206,12 +263,17 @@ def export_runs(ledger_path: str | Path, tracking_uri: str | None = None) -> lis
     tracking_uri
         Where to write; default :func:`default_tracking_uri`. A run counts as exported when the
         ledger has an ``exported`` record for it with this same URI.
+    timeout
+        Seconds to wait for the tracking store: the reachability check and each request (no
+        retries; exporting again is safe). An unreachable or silent store fails within about
+        twice this with an :class:`~qpipe.errors.ExportError`.
 
     Returns
     -------
     list[str]
         The qpipe run ids exported now, in ledger order.
     """
+    timeout = check_timeout(timeout)
     path = Path(ledger_path)
     all_records = records(path)  # a missing ledger is a LedgerError before mlflow is imported
     uri = tracking_uri or default_tracking_uri(path)
@@ -235,9 +297,19 @@ def export_runs(ledger_path: str | Path, tracking_uri: str | None = None) -> lis
     if not todo:
         return []
 
-    mlflow = _mlflow()
-    for name in ("alembic", "mlflow.store.db.utils"):  # database set-up chatter on stderr
-        logging.getLogger(name).setLevel(logging.WARNING)
+    check_reachable(uri, timeout)
+    # MLflow's settings only for this call, restored after: the process keeps its own
+    with scoped_env(http_env(timeout), {"MLFLOW_DISABLE_TELEMETRY": "true"}):
+        mlflow = _mlflow()
+        for name in ("alembic", "mlflow.store.db.utils"):  # database set-up chatter on stderr
+            logging.getLogger(name).setLevel(logging.WARNING)
+        with _as_export_error(mlflow, uri, timeout):
+            return _export_todo(mlflow, uri, path, todo, by_run)
+
+
+def _export_todo(
+    mlflow: Any, uri: str, path: Path, todo: list[str], by_run: dict[str, list[dict[str, Any]]]
+) -> list[str]:
     client = mlflow.MlflowClient(tracking_uri=uri)
     experiment_id = _experiment_id(client, mlflow, path)
     ledger = Ledger(path)
@@ -257,10 +329,12 @@ def export_runs(ledger_path: str | Path, tracking_uri: str | None = None) -> lis
     return exported
 
 
-def export_command(ledger_path: Path, tracking_uri: str | None = None) -> int:
+def export_command(
+    ledger_path: Path, tracking_uri: str | None = None, timeout: float = DEFAULT_TIMEOUT
+) -> int:
     """``qpipe mlflow export``: export new finished runs and print what was done. Returns 0."""
     uri = tracking_uri or default_tracking_uri(ledger_path)
-    exported = export_runs(ledger_path, uri)
+    exported = export_runs(ledger_path, uri, timeout=timeout)
     n = len(exported)
     if n == 0:
         print(f"nothing to export: every finished run in `{ledger_path}` is already in {uri}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from qpipe._fs import file_digest, fsync_dir
+from qpipe._fs import file_digest, fsync_dir, refuse_symlink, safe_subdir
 from qpipe.errors import (
     DataFormatError,
     OutOfMemoryError,
@@ -34,6 +35,7 @@ from qpipe.errors import (
     StoreError,
     size_text,
 )
+from qpipe.store.layout import ensure_marker, entry_files
 
 __all__ = ["BATCH_ROWS", "ArrowStore", "DatasetRef", "open_ipc", "write_ipc_atomic"]
 
@@ -136,6 +138,16 @@ def _open_error(path: Path, exc: BaseException) -> QpipeError:
     return DataFormatError(msg)
 
 
+def _same_bytes(a: Path, b: Path, block: int = 1 << 22) -> bool:
+    with a.open("rb") as fa, b.open("rb") as fb:
+        while True:
+            x, y = fa.read(block), fb.read(block)
+            if x != y:
+                return False
+            if not x:
+                return True
+
+
 def _schema_of(frame: pl.DataFrame) -> tuple[tuple[str, str], ...]:
     return tuple((name, str(dtype)) for name, dtype in frame.schema.items())
 
@@ -146,17 +158,22 @@ class ArrowStore:
     Parameters
     ----------
     root
-        The store folder; created if missing. Entries never leave it: names are digests, and
-        a ref whose path resolves outside ``root`` (``..``, symlinks) is refused.
+        The store folder; created if missing, and marked as a store (``.qpipe-store``). A
+        symlink, or a folder that already holds other files, is refused. Entries never leave
+        it: names are digests, and a ref whose path resolves outside ``root`` (``..``,
+        symlinks) is refused.
     """
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).absolute()
+        refuse_symlink(self.root, "store")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             msg = f"cannot create store `{self.root}`: {exc.strerror or exc}"
             raise StoreError(msg) from None
+        refuse_symlink(self.root, "store")  # also when it appeared meanwhile
+        ensure_marker(self.root)
 
     def __repr__(self) -> str:
         return f"ArrowStore({str(self.root)!r})"
@@ -173,21 +190,7 @@ class ArrowStore:
         PathSafetyError
             ``name`` is not a plain folder name, or the folder is a symlink or not a folder.
         """
-        if not name or name in (".", "..") or "/" in name or "\\" in name:
-            msg = f"store folder name `{name}` is not a plain folder name"
-            raise PathSafetyError(msg)
-        path = self.root / name
-        try:
-            path.mkdir(exist_ok=True)
-        except OSError as exc:
-            msg = f"cannot write in store `{self.root}`: {exc.strerror or exc}"
-            raise StoreError(msg) from None
-        if path.is_symlink() or not path.is_dir():
-            msg = (
-                f"store folder `{path}` is a symlink or not a folder; the store never follows links"
-            )
-            raise PathSafetyError(msg)
-        return path
+        return safe_subdir(self.root, name, "store folder")
 
     def staging_file(self, prefix: str = "put.") -> Path:
         """A fresh temp file inside the store (same file system, so adopting it is a rename)."""
@@ -203,13 +206,14 @@ class ArrowStore:
     def adopt(self, tmp: Path, digest: str | None = None) -> DatasetRef:
         """Move a finished Arrow IPC file (from :meth:`staging_file`) to its content address.
 
-        The entry becomes read-only (run folders hard-link it). If an equal entry exists the
-        temp file is dropped; a symlink squatting on the name is replaced, never followed.
+        The entry becomes read-only (run folders hard-link it). An existing entry under the
+        same name is never trusted blindly: see :meth:`_keep_existing`. A symlink squatting on
+        the name is replaced, never followed.
         """
         try:
             digest = digest or file_digest(tmp)
             final = self.subfolder(digest[:2]) / f"{digest}.arrow"
-            if final.exists() and not final.is_symlink():
+            if self._keep_existing(final, tmp):
                 tmp.unlink()
             else:
                 os.chmod(tmp, 0o444)
@@ -226,6 +230,28 @@ class ArrowStore:
             msg = f"store `{self.root}` did not accept the entry `{final}`"
             raise StoreError(msg)
         return ref
+
+    @staticmethod
+    def _keep_existing(final: Path, fresh: Path) -> bool:
+        """Whether the entry at ``final`` may stay instead of the ``fresh`` file (same digest).
+
+        A damaged entry must never be reused, and ``fresh`` was just hashed, so:
+
+        - no entry, a symlink or any non-file: no (``fresh`` takes the name);
+        - an entry no run folder links to (one link): no; renaming ``fresh`` over it costs the
+          same as deleting ``fresh`` and reads nothing, so the big intermediates (prices,
+          features) are replaced, never checked;
+        - an entry run folders share (several links, the small equity/weights/trades
+          outputs): only if its size and every byte equal ``fresh``'s, so those links keep
+          sharing one file. A damaged one is replaced; earlier run folders keep theirs.
+        """
+        try:
+            st = os.lstat(final)
+        except FileNotFoundError:
+            return False
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink < 2:
+            return False
+        return st.st_size == os.stat(fresh).st_size and _same_bytes(final, fresh)
 
     def put(self, frame: pl.DataFrame | pl.LazyFrame) -> DatasetRef:
         """Write a frame (collecting a lazy one) and return its ref. Idempotent for equal data."""
@@ -280,12 +306,8 @@ class ArrowStore:
             raise StoreError(msg)
 
     def entries(self) -> list[Path]:
-        """Every entry file (not temp files)."""
-        return sorted(
-            p
-            for p in self.root.glob("??/*.arrow")
-            if p.is_file() and not p.is_symlink() and not p.parent.is_symlink()
-        )
+        """Every entry file (not temp files, never through a symlink)."""
+        return entry_files(self.root)
 
     def digest_of(self, path: Path) -> str:
         return file_digest(path)

@@ -8,6 +8,9 @@ ledger that cannot be fully read never turns live data into garbage. Stale files
 
 Safety:
 
+- the folder must be a store: it carries the ``.qpipe-store`` marker (or, for a store made
+  before the marker, has the unmistakable store layout; see :mod:`qpipe.store.layout`), and it
+  is not itself a symlink; anything else is refused before a file is looked at;
 - the ledger must exist and hold at least one record, and every line but a torn last one must
   parse, or nothing is removed (:class:`~qpipe.errors.LedgerError`);
 - unreferenced entries younger than ``grace_seconds`` (default one hour) are kept: a run writes
@@ -36,6 +39,7 @@ from typing import Any, Literal
 
 from qpipe.errors import LedgerError, StoreError
 from qpipe.ledger import iter_records
+from qpipe.store.layout import require_store
 
 __all__ = ["GcEntry", "GcReport", "collect_garbage", "gc_command", "referenced_digests"]
 
@@ -147,19 +151,20 @@ def collect_garbage(
     GcReport
         The removed (or removable) files with their sizes, and what was kept.
     """
-    root = Path(store_root)
-    if not root.is_dir():
-        msg = f"store `{root}` does not exist or is not a folder"
-        raise StoreError(msg)
-    live = referenced_digests(ledger_path)  # first: a bad ledger stops everything
-    root = root.resolve()
+    root = require_store(store_root, "store gc")  # a folder that is not a store: nothing goes
+    live = referenced_digests(ledger_path)  # a bad ledger stops everything too
+    root = root.absolute()
     cutoff = time.time() - grace_seconds
     removed: list[GcEntry] = []
     recent: list[GcEntry] = []
     skipped: list[Path] = []
     referenced = 0
 
-    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        msg = f"cannot open store `{root}`: {exc.strerror or exc}"
+        raise StoreError(msg) from None
     try:
         for shard in sorted(os.scandir(root_fd), key=lambda e: e.name):
             if shard.is_symlink():

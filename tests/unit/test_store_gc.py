@@ -13,6 +13,7 @@ from qpipe.errors import LedgerError, StoreError
 from qpipe.ledger import Ledger
 from qpipe.store import ArrowStore
 from qpipe.store.gc import collect_garbage, gc_command, referenced_digests
+from qpipe.store.layout import MARKER
 
 HOUR = 3600.0
 
@@ -69,7 +70,7 @@ def test_gc_removes_only_unreferenced_entries(world, capsys):
     for r in refs[3:]:
         assert not Path(r.path).exists()
     # the emptied shard folders are gone, the others stay
-    assert {p.name for p in store.root.iterdir() if p.name != "tmp"} == {
+    assert {p.name for p in store.root.iterdir() if p.name not in ("tmp", MARKER)} == {
         r.digest[:2] for r in refs[:3]
     }
     again = collect_garbage(store.root, led.path, dry_run=False)
