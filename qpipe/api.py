@@ -398,22 +398,27 @@ def run(
     own_engine = not (engine is not None and not isinstance(engine, str))
     t0 = time.perf_counter()
     commit, dirty = _git_state()
-    book.append(
-        run_id,
-        "run_started",
-        {
-            "config": cfg.to_dict(),
-            "config_digest": cfg.digest,
-            "code_version": qpipe_version(),
-            "git_commit": commit,
-            "git_dirty": dirty,
-            "packages": package_versions(),
-            "engine": cfg.engine.kind if own_engine else getattr(engine, "name", "custom"),
-            "host": platform.node(),
-            "argv": list(argv) if argv is not None else None,
-            "out_dir": str(run_dir),
-        },
-    )
+    try:
+        book.append(
+            run_id,
+            "run_started",
+            {
+                "config": cfg.to_dict(),
+                "config_digest": cfg.digest,
+                "code_version": qpipe_version(),
+                "git_commit": commit,
+                "git_dirty": dirty,
+                "packages": package_versions(),
+                "engine": cfg.engine.kind if own_engine else getattr(engine, "name", "custom"),
+                "host": platform.node(),
+                "argv": list(argv) if argv is not None else None,
+                "out_dir": str(run_dir),
+            },
+        )
+    except BaseException:  # an unwritable ledger (read-only, a folder): no run, no folder
+        with contextlib.suppress(OSError):
+            run_dir.rmdir()
+        raise
     emit("run_started", {"run_id": run_id, "out_dir": str(run_dir)})
     eng: Engine | None = None
     try:

@@ -1,8 +1,9 @@
-"""``python -m qpipe store gc``: remove store entries no run references."""
+"""``python -m qpipe store gc|verify``: remove unreferenced entries; hash every entry."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     g.add_argument("--store", metavar="DIR", help="store folder (default: <out>/store)")
     g.add_argument("--dry-run", action="store_true", help="list what would be removed")
     g.set_defaults(handler=gc_command)
+    v = stsub.add_parser("verify", parents=[common], help="hash every entry, name damaged ones")
+    v.add_argument("--store", metavar="DIR", help="store folder (default: <out>/store)")
+    v.add_argument(
+        "--remove-damaged", action="store_true", help="delete entries whose bytes do not match"
+    )
+    v.set_defaults(handler=verify_command)
 
 
 def _size(n: float) -> str:
@@ -54,3 +61,23 @@ def gc_command(args: argparse.Namespace) -> int:
         for e in report.removed:
             print(f"  {_size(e.nbytes):>10}  {e.path}")
     return 0
+
+
+def verify_command(args: argparse.Namespace) -> int:
+    """Hash every entry; list the damaged ones. Exit 0 if all are intact, else 1."""
+    from qpipe.store.verify import verify_store
+
+    store = Path(args.store) if args.store else command_paths(args).store
+    check = verify_store(store, remove_damaged=args.remove_damaged)
+    counted = f"{_count(check.checked, 'entry', 'entries')} ({_size(check.nbytes)})"
+    if check.ok:
+        print(f"ok: {counted} in `{check.root}`, every one hashes to its name")
+        return 0
+    verb = "removed" if check.removed else "found"
+    damaged = _count(len(check.damaged), "damaged entry", "damaged entries")
+    print(f"store `{check.root}`: {verb} {damaged} of {counted}", file=sys.stderr)
+    for d in check.damaged:
+        print(f"  {d.path}: {d.reason}", file=sys.stderr)
+    if not check.removed:
+        print("  (`qpipe store verify --remove-damaged` deletes them)", file=sys.stderr)
+    return 1

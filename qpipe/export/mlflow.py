@@ -50,7 +50,13 @@ from qpipe.export._reach import (
 from qpipe.ledger import Ledger, RunRecorder, artifact_path, canonical_json, records
 from qpipe.ledger.payloads import Exported
 
-__all__ = ["EXPERIMENT", "default_tracking_uri", "export_command", "export_runs", "flatten_config"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "EXPERIMENT",
+    "default_tracking_uri",
+    "export_runs",
+    "flatten_config",
+]
 
 EXPERIMENT = "qpipe"
 ARTIFACTS = ("report.html", "equity.arrow")
@@ -327,19 +333,3 @@ def _export_todo(
         )
         exported.append(rid)
     return exported
-
-
-def export_command(
-    ledger_path: Path, tracking_uri: str | None = None, timeout: float = DEFAULT_TIMEOUT
-) -> int:
-    """``qpipe mlflow export``: export new finished runs and print what was done. Returns 0."""
-    uri = tracking_uri or default_tracking_uri(ledger_path)
-    exported = export_runs(ledger_path, uri, timeout=timeout)
-    n = len(exported)
-    if n == 0:
-        print(f"nothing to export: every finished run in `{ledger_path}` is already in {uri}")
-    else:
-        print(f"exported {n:,} run{'s' if n != 1 else ''} to {uri} (experiment `{EXPERIMENT}`)")
-        for rid in exported:
-            print(f"  {rid}")
-    return 0

@@ -41,7 +41,7 @@ from qpipe.errors import LedgerError, StoreError
 from qpipe.ledger import iter_records
 from qpipe.store.layout import require_store
 
-__all__ = ["GcEntry", "GcReport", "collect_garbage", "gc_command", "referenced_digests"]
+__all__ = ["GcEntry", "GcReport", "collect_garbage", "referenced_digests"]
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _HEX64_IN_TEXT = re.compile(rb"(?<![0-9a-fA-F])[0-9a-fA-F]{64}(?![0-9a-fA-F])")
@@ -221,36 +221,3 @@ def collect_garbage(
     finally:
         os.close(root_fd)
     return GcReport(dry_run, tuple(removed), referenced, tuple(recent), tuple(skipped))
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    raise AssertionError  # unreachable
-
-
-def _count(n: int, one: str, many: str) -> str:
-    return f"{n:,} {one if n == 1 else many}"
-
-
-def gc_command(store_root: Path, ledger_path: Path, dry_run: bool = False) -> int:
-    """``qpipe store gc [--dry-run]``: collect garbage, print a summary (and, dry, the list)."""
-    report = collect_garbage(store_root, ledger_path, dry_run=dry_run)
-    entries = [e for e in report.removed if e.kind == "entry"]
-    temps = [e for e in report.removed if e.kind == "tmp"]
-    verb = "would remove" if dry_run else "removed"
-    print(
-        f"{'dry run: ' if dry_run else ''}{verb} "
-        f"{_count(len(entries), 'store entry', 'store entries')} "
-        f"({_size(sum(e.nbytes for e in entries))}) and "
-        f"{_count(len(temps), 'temp file', 'temp files')} ({_size(sum(e.nbytes for e in temps))}); "
-        f"kept {report.referenced:,} referenced, {len(report.recent):,} too recent, "
-        f"{len(report.skipped):,} skipped"
-    )
-    if dry_run:
-        for e in report.removed:
-            print(f"  {_size(e.nbytes):>10}  {e.path}")
-    return 0

@@ -89,7 +89,8 @@ def test_the_core_works_without_mlflow_and_export_says_how_to_install(tmp_path, 
 @pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning")
 def test_export_is_readable_with_mlflows_client_and_idempotent(tmp_path, capsys):
     mlflow = pytest.importorskip("mlflow")
-    from qpipe.export.mlflow import export_command, export_runs
+    from qpipe.cli import main
+    from qpipe.export.mlflow import export_runs
 
     led = Ledger(tmp_path / "runs" / "audit.jsonl")
     out = tmp_path / "runs"
@@ -152,14 +153,14 @@ def test_export_is_readable_with_mlflows_client_and_idempotent(tmp_path, capsys)
 
     # again: nothing new, nothing duplicated
     assert export_runs(led.path) == []
-    assert export_command(led.path, None) == 0
+    assert main(["mlflow", "export", "--ledger", str(led.path)]) == 0
     assert capsys.readouterr().out.startswith("nothing to export")
     assert len(client.search_runs([exp.experiment_id])) == 2
 
     # a new finished run (the unfinished one finishing too): only those are exported
     write_run(led, "run-c", out)
     led.append("run-going", "run_finished", {"seconds": 2.0, "out_dir": str(out)})
-    assert export_command(led.path, uri) == 0
+    assert main(["mlflow", "export", "--ledger", str(led.path), "--tracking-uri", uri]) == 0
     assert capsys.readouterr().out.splitlines() == [
         f"exported 2 runs to {uri} (experiment `qpipe`)",
         "  run-going",

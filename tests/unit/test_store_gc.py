@@ -9,10 +9,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from qpipe.cli import main
 from qpipe.errors import LedgerError, StoreError
 from qpipe.ledger import Ledger
 from qpipe.store import ArrowStore
-from qpipe.store.gc import collect_garbage, gc_command, referenced_digests
+from qpipe.store.gc import collect_garbage, referenced_digests
 from qpipe.store.layout import MARKER
 
 HOUR = 3600.0
@@ -54,7 +55,10 @@ def test_dry_run_lists_unreferenced_entries_and_removes_nothing(world, capsys):
     assert report.referenced == 3 and report.dry_run
     assert sorted(store.root.rglob("*")) == before
 
-    assert gc_command(store.root, led.path, dry_run=True) == 0
+    assert (
+        main(["store", "gc", "--store", str(store.root), "--ledger", str(led.path), "--dry-run"])
+        == 0
+    )
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("dry run: would remove 2 store entries")
     assert "kept 3 referenced" in out[0]
@@ -75,7 +79,7 @@ def test_gc_removes_only_unreferenced_entries(world, capsys):
     }
     again = collect_garbage(store.root, led.path, dry_run=False)
     assert again.removed == () and again.referenced == 3
-    assert gc_command(store.root, led.path) == 0
+    assert main(["store", "gc", "--store", str(store.root), "--ledger", str(led.path)]) == 0
     assert capsys.readouterr().out.startswith("removed 0 store entries")
 
 
