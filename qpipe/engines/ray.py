@@ -48,6 +48,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from qpipe._fs import safe_subdir
 from qpipe.context import RunContext
 from qpipe.engines.base import EngineRun, OutputCheck, StageRecord, StepCache, step_key
 from qpipe.errors import EngineError, OptionalDependencyError, QpipeError, StageError
@@ -355,7 +356,7 @@ class RayEngine:
         """Run ``pipeline`` on the cluster; outputs are identical to :class:`LocalEngine`'s."""
         ray = self.ray
         self.stats = TaskStats()
-        scratch = store.root / "tmp" / "ray" / secrets.token_hex(6)
+        scratch = safe_subdir(store.subfolder("tmp"), "ray", "store folder") / secrets.token_hex(6)
         objects: dict[str, Any] = {}  # digest -> ObjectRef, put once per run
         records: list[StageRecord] = []
         outstanding: list[Any] = []

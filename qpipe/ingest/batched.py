@@ -127,9 +127,8 @@ class _Job:
 
 
 def _make_work_dir(store: ArrowStore, label: str) -> Path:
-    staging_dir = store.root / "tmp"
+    staging_dir = store.subfolder("tmp")  # never through a symlink
     try:
-        staging_dir.mkdir(exist_ok=True)
         return Path(tempfile.mkdtemp(prefix="ingest.", dir=staging_dir))
     except OSError as exc:
         msg = f"cannot stage `{label}` in the store `{store.root}`: {exc.strerror or exc}"
