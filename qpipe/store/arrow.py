@@ -100,6 +100,15 @@ def write_ipc_atomic(frame: pl.DataFrame, path: str | Path) -> str:
         tmp.unlink(missing_ok=True)
         msg = f"cannot write `{target}`: {exc.strerror or exc}"
         raise StoreError(msg) from None
+    except MemoryError as exc:  # pyarrow's ArrowMemoryError too: a memory limit, not a bug
+        tmp.unlink(missing_ok=True)
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        msg = (
+            f"out of memory writing `{target}` ({frame.height:,} rows, about "
+            f"{size_text(frame.estimated_size())} in memory; {text}); free memory or raise the "
+            "memory limit (`ulimit -v`)"
+        )
+        raise OutOfMemoryError(msg) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
