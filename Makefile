@@ -28,6 +28,7 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || echo "warning: could not install chromium; the browser tests will skip (and fail under CI)"
 
 test: $(STAMP) chromium
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q tests
 
 bench: $(VENV)/.bench-installed
@@ -36,6 +37,7 @@ bench: $(VENV)/.bench-installed
 lint: $(STAMP)
 	$(VENV)/bin/ruff check qpipe tests benchmarks runner.py
 	$(VENV)/bin/mypy qpipe
+	$(VENV)/bin/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .benchmarks

@@ -196,3 +196,11 @@ def size_text(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"  # pragma: no cover - the loop always returns
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the run ends with ``run_failed`` and the CLI exits 143.
+
+    Not a :class:`QpipeError`: it is not the user's input at fault, and it must not be caught by
+    handlers of user errors.
+    """

@@ -29,6 +29,7 @@ import numpy as np
 import polars as pl
 
 from qpipe.backtest._kernel import run_kernel
+from qpipe.conventions import PERIODS_PER_YEAR
 from qpipe.errors import BacktestError
 
 __all__ = ["EQUITY_COLUMNS", "TRADE_COLUMNS", "BacktestResult", "Execution", "simulate"]
@@ -48,7 +49,6 @@ EQUITY_COLUMNS = (
     "ruined",
 )
 TRADE_COLUMNS = ("date", "symbol", "shares", "price", "notional", "cost")
-PERIODS_PER_YEAR = 252
 
 
 @dataclass(frozen=True)

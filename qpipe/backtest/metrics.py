@@ -12,6 +12,7 @@ import math
 import numpy as np
 import polars as pl
 
+from qpipe.conventions import PERIODS_PER_YEAR
 from qpipe.errors import BacktestError
 
 __all__ = [
@@ -22,7 +23,7 @@ __all__ = [
     "metrics_from_arrays",
 ]
 
-PERIODS = 252
+PERIODS = PERIODS_PER_YEAR  # trading days a year (one definition)
 # A standard deviation of daily returns below this is rounding noise, not risk.
 ZERO_STD = 1e-14
 

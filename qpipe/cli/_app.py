@@ -9,16 +9,20 @@ exits 130 after the run is recorded as failed. Anything else is a bug: one line,
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from types import FrameType
 
 from rich.console import Console
 
-from qpipe.errors import QpipeError
+from qpipe.errors import QpipeError, Terminated
 
 __all__ = [
     "EXIT_BUG",
     "EXIT_INTERRUPTED",
+    "EXIT_TERMINATED",
     "EXIT_USER_ERROR",
     "common_options",
     "err_console",
@@ -30,6 +34,7 @@ __all__ = [
 EXIT_USER_ERROR = 1
 EXIT_BUG = 3
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as shells report it
 
 
 def err_console(*, quiet: bool = False) -> Console:
@@ -53,10 +58,38 @@ def first_line(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    msg = "terminated (SIGTERM)"
+    raise Terminated(msg)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While a command runs, SIGTERM unwinds like Ctrl-C (so the run is recorded as failed).
+
+    Installed around the command only (never at import), and only from the main thread.
+    """
+    try:
+        old = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def guarded(fn: Callable[[], int], *, debug: bool) -> int:
     """Run ``fn`` turning errors into one line and an exit code (tracebacks only with --debug)."""
     try:
-        return fn()
+        with sigterm_as_interrupt():
+            return fn()
+    except Terminated:
+        if debug:
+            raise
+        fail("terminated (SIGTERM); the run is recorded as failed in the ledger")
+        return EXIT_TERMINATED
     except QpipeError as exc:
         if debug:
             raise

@@ -33,12 +33,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from qpipe.conventions import PERIODS_PER_YEAR
 from qpipe.errors import ConfigError
 from qpipe.store.arrow import write_ipc_atomic
 
 __all__ = ["builtin_universe", "trading_days", "universe_digest"]
 
-_YEAR = 252
+_YEAR = PERIODS_PER_YEAR  # trading days a year (one definition)
 _SECTORS = 8
 _HOLIDAYS = ((1, 1), (7, 4), (12, 25))  # (month, day): closed when they fall on a weekday
 _REVERSAL_LAGS = 5

@@ -40,6 +40,7 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
+from qpipe.conventions import PERIODS_PER_YEAR
 from qpipe.errors import StageError
 from qpipe.stages.base import stage
 from qpipe.stages.signals import ordered_sum
@@ -49,7 +50,6 @@ __all__ = ["RebalanceRule", "Scheme", "allocate", "rebalance_dates", "vol_target
 Scheme = Literal["top_n", "long_short", "inverse_vol", "proportional"]
 RebalanceRule = Literal["daily", "weekly", "month_end", "month_start", "every_k"]
 KEYS = ("date", "symbol")
-PERIODS_PER_YEAR = 252
 LIMIT_SLACK = 1e-12  # far inside the audit's 1e-9 gross tolerance
 
 

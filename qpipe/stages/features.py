@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import polars as pl
 
+from qpipe.conventions import PERIODS_PER_YEAR
 from qpipe.errors import StageError
 from qpipe.stages.base import stage
 
@@ -40,7 +41,6 @@ __all__ = [
     "simple_return",
 ]
 
-PERIODS_PER_YEAR = 252
 KEYS = ("symbol", "date")
 
 # Every column the `features` stage can add, in output order.
