@@ -28,7 +28,7 @@ from typing import Any, Literal, get_type_hints
 
 import polars as pl
 
-from qpipe.config import FrozenTable
+from qpipe._frozen import FrozenTable
 from qpipe.errors import StageError
 
 __all__ = ["Pipeline", "ShardBy", "Stage", "Step", "stage"]

@@ -225,7 +225,9 @@ def test_a_file_above_the_batch_threshold_is_ingested_in_batches(runs, capsys, m
 
     monkeypatch.setattr(batched_mod, "ingest_batched", spy)
     monkeypatch.setattr(
-        qpipe.runs.ingest, "ingest_prices", functools.partial(qpipe.ingest.ingest_prices, batch_rows=97)
+        qpipe.runs.ingest,
+        "ingest_prices",
+        functools.partial(qpipe.ingest.ingest_prices, batch_rows=97),
     )
     path = runs.inputs / "big.parquet"
     runs.prices.sample(fraction=1.0, shuffle=True, seed=5).write_parquet(path, row_group_size=50)
@@ -241,7 +243,9 @@ def test_a_file_above_the_batch_threshold_is_ingested_in_batches(runs, capsys, m
 
 def test_a_bad_row_in_a_late_batch_fails_with_the_row(runs, capsys, monkeypatch):
     monkeypatch.setattr(
-        qpipe.runs.ingest, "ingest_prices", functools.partial(qpipe.ingest.ingest_prices, batch_rows=97)
+        qpipe.runs.ingest,
+        "ingest_prices",
+        functools.partial(qpipe.ingest.ingest_prices, batch_rows=97),
     )
     bad = (
         runs.prices.with_row_index()
