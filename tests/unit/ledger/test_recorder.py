@@ -14,7 +14,7 @@ from qpipe.ledger import payloads as p
 PACKAGE = Path(__file__).resolve().parents[3] / "qpipe"
 # Legacy writers still calling the deprecated ``Ledger.append`` until the run graph (qpipe/run/)
 # and the CLI package use RunRecorder; remove each entry, then ``Ledger.append``, as they switch.
-LEGACY_WRITERS = {"api.py"}
+LEGACY_WRITERS: set[str] = set()
 WRITER_MODULES = {"ledger/recorder.py", "ledger/writer.py"}
 
 
