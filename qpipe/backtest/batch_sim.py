@@ -26,7 +26,7 @@ from qpipe.backtest.panel import Panel
 from qpipe.errors import BacktestError, QpipeError
 from qpipe.stages.backtest import _iso
 
-__all__ = ["BATCH", "TrialSim", "simulate_trials"]
+__all__ = ["BATCH", "TrialSim", "simulate_trials", "trial_equity"]
 
 # Trials per run_many call: their daily arrays (4 x 8 bytes x dates each) are alive together.
 BATCH = 64
@@ -115,7 +115,10 @@ def _metrics(
     return {k: (None if v is None or not math.isfinite(v) else v) for k, v in values.items()}
 
 
-def _one(panel: Panel, reb_rows: np.ndarray, wmat: np.ndarray, sim: TrialSim) -> dict[str, Any]:
+def _run(
+    panel: Panel, reb_rows: np.ndarray, wmat: np.ndarray, sim: TrialSim
+) -> tuple[int, int, np.ndarray, tuple[np.ndarray, ...]]:
+    """``run_kernel`` over the trial's window: ``(a, b, sel, kernel outputs)``."""
     a, b = sim.window(panel.days)
     if sim.use_open and panel.open is None:
         msg = "execution `next_open` needs an `open` column in the prices frame"
@@ -136,11 +139,28 @@ def _one(panel: Panel, reb_rows: np.ndarray, wmat: np.ndarray, sim: TrialSim) ->
         sim.borrow_d,
         sim.cash_d,
     )
-    equity, cash, turnover, cost, _unfilled, gross, _net, ruined = out[:8]
+    equity, cash = out[0], out[1]
     t_day, t_sym, t_shares = out[8:11]
     _check_finite(equity, cash, t_day, t_sym, t_shares, panel.days[a:b], panel.symbols)
+    return a, b, sel, out
+
+
+def _one(panel: Panel, reb_rows: np.ndarray, wmat: np.ndarray, sim: TrialSim) -> dict[str, Any]:
+    a, b, sel, out = _run(panel, reb_rows, wmat, sim)
+    equity, _cash, turnover, cost, _unfilled, gross, _net, ruined = out[:8]
     n_reb = int((~ruined[reb_rows[sel] - a]).sum())
     return _metrics(sim, panel, a, b, (equity, turnover, cost, gross), n_reb)
+
+
+def trial_equity(
+    panel: Panel, reb_rows: np.ndarray, wmat: np.ndarray, cfg: TrialConfig
+) -> tuple[int, np.ndarray]:
+    """One trial's end-of-day equity over its window: ``(first panel row, equity)``.
+
+    The accounting of a metrics row (``run_kernel``); research reads the daily curve (CPCV).
+    """
+    a, _b, _sel, out = _run(panel, reb_rows, wmat, TrialSim(-1, cfg))
+    return a, out[0]
 
 
 def _outcome(metrics: dict[str, Any] | None, exc: QpipeError | None = None) -> dict[str, Any]:
