@@ -383,13 +383,13 @@ def purge_default(cfg: ThreadSafeConfig) -> int:
     return warmup_days(cfg) + holding_days(cfg)
 
 
-def check_test_window(test: int, cfg: ThreadSafeConfig, *, name: str = "test") -> None:
+def check_test_window(test: int, cfg: ThreadSafeConfig, *, what: str = "`test`") -> None:
     """Raise if a test window of ``test`` trading days can hold no full rebalance period."""
     need = holding_days(cfg)
     if test < need:
         rule = cfg.allocation.rebalance
         msg = (
-            f"`{name}` ({test} trading days) is shorter than one rebalance period "
+            f"{what} ({test} trading days) is shorter than one rebalance period "
             f"(`allocation.rebalance` = {rule}: {need} trading days)"
         )
         raise ResearchError(msg)

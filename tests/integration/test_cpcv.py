@@ -1,0 +1,84 @@
+"""CPCV end to end on a small built-in universe: the returns are exact backtests, the folder
+and the ledger records are written."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+
+from qpipe.backtest import simulate
+from qpipe.config import ThreadSafeConfig
+from qpipe.errors import ResearchError
+from qpipe.ledger import records
+from qpipe.research.run import run_cpcv
+from qpipe.research.walkforward import set_config
+from qpipe.strategy import build_strategy
+
+GRID = {"strategy.lookback": [20, 40], "allocation.top_n": [3, 6]}
+
+
+def small_config(tmp) -> ThreadSafeConfig:
+    return ThreadSafeConfig.default().replace(
+        data={"symbols": 20, "start": "2019-01-01", "end": "2020-12-31"},
+        strategy={"lookback": 20, "skip": 2},
+        allocation={"top_n": 3},
+        store={"path": str(tmp / "store")},
+    )
+
+
+@pytest.fixture(scope="module")
+def cpcv(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cpcv")
+    cfg = small_config(tmp)
+    return cfg, run_cpcv(cfg, GRID, groups=6, test_groups=2, out=tmp / "runs"), tmp
+
+
+def test_set_returns_are_plain_full_history_backtests(cpcv):
+    cfg, done, tmp = cpcv
+    from qpipe.store import ArrowStore
+
+    store = ArrowStore(tmp / "store")
+    digest = records(tmp / "runs" / "audit.jsonl")[0]["data"]["data_digest"]
+    prices = store.open(store.ref_for(digest))
+    for j, params in enumerate(done.result.sets_params):
+        c = set_config(cfg, params)
+        w = build_strategy(c).apply_lazy({"prices": prices.lazy()})["weights"].collect()
+        eq = simulate(prices, w, cost_bps=c.backtest.cost_bps).equity
+        r = eq["return"].to_numpy()
+        full = done.result.sets.filter(set=j)["full_sharpe"][0]
+        assert full == pytest.approx(np.mean(r) / np.std(r, ddof=1) * math.sqrt(252), rel=1e-12)
+
+
+def test_folder_paths_and_ledger(cpcv):
+    _, done, tmp = cpcv
+    assert {p.name for p in done.out_dir.iterdir()} == {
+        "splits.arrow",
+        "paths.arrow",
+        "sets.arrow",
+        "research.json",
+    }
+    paths = pl.read_ipc(done.out_dir / "paths.arrow")
+    assert paths.height == 5 and paths["sharpe"].is_not_null().all()
+    assert pl.read_ipc(done.out_dir / "splits.arrow").height == 15 * 4
+    recs = [r for r in records(tmp / "runs" / "audit.jsonl") if r["run_id"] == done.research_id]
+    assert [r["kind"] for r in recs] == ["research_started", "research_finished"]
+    data = recs[-1]["data"]
+    assert data["splits"]["params"]["purge"] == 40 + 23
+    assert data["pbo"]["n_halvings"] == 12_870 and 0 <= data["pbo"]["pbo"] <= 1
+    assert set(data["artifacts"]) == {"splits.arrow", "paths.arrow", "sets.arrow", "research.json"}
+
+
+def test_cpcv_purge_at_least_the_group_length_is_refused_and_recorded(tmp_path):
+    cfg = small_config(tmp_path)
+    with pytest.raises(ResearchError, match="must be < the group length"):
+        run_cpcv(cfg, GRID, groups=6, test_groups=2, purge=200, out=tmp_path / "runs")
+    assert records(tmp_path / "runs" / "audit.jsonl")[-1]["kind"] == "research_failed"
+
+
+def test_cpcv_groups_shorter_than_a_rebalance_period_are_refused(tmp_path):
+    cfg = small_config(tmp_path)
+    with pytest.raises(ResearchError, match=r"a group of `groups` = 40 \(\d+ trading days\) is"):
+        run_cpcv(cfg, GRID, groups=40, test_groups=2, purge=0, out=tmp_path / "runs")

@@ -1,0 +1,225 @@
+"""Walk-forward end to end: selection, stitching with carried holdings, audit on every fold."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+
+from qpipe.backtest import simulate
+from qpipe.config import ThreadSafeConfig
+from qpipe.errors import AllocationAuditError, ResearchError
+from qpipe.ledger import records, verify
+from qpipe.research import walk_forward
+from qpipe.research.run import run_walk_forward
+from qpipe.research.walkforward import evaluate_walk_forward, set_config
+from qpipe.stages.base import Pipeline, stage
+from qpipe.store import ArrowStore
+from qpipe.strategy import build_strategy
+from tests.reference_backtest import reference_backtest
+
+GRID = {"strategy.lookback": [20, 40], "allocation.top_n": [3, 6]}
+WINDOWS = {"train": 126, "test": 42}
+
+
+def small_config(tmp) -> ThreadSafeConfig:
+    return ThreadSafeConfig.default().replace(
+        data={"symbols": 20, "start": "2019-01-01", "end": "2020-12-31"},
+        strategy={"lookback": 20, "skip": 2},
+        allocation={"top_n": 3},
+        store={"path": str(tmp / "store")},
+    )
+
+
+@pytest.fixture(scope="module")
+def wf(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("wf")
+    cfg = small_config(tmp)
+    done = run_walk_forward(cfg, GRID, **WINDOWS, out=tmp / "runs")
+    store = ArrowStore(tmp / "store")
+    prices = done.run.prices
+    return cfg, done, prices, store, tmp
+
+
+def test_folds_tile_the_out_of_sample_span_with_the_default_purge(wf):
+    _, done, prices, _, _ = wf
+    s = done.result.splits
+    # purge = the largest warm-up (lookback 40) + month-end holding (23)
+    assert dict(s.params)["purge"] == 40 + 23
+    assert len(s.folds) >= 5
+    dates = prices["date"].unique().sort().to_list()
+    pos = {d: i for i, d in enumerate(dates)}
+    for a, b in zip(s.folds, s.folds[1:], strict=False):
+        assert pos[b.test[0].start] == pos[a.test[0].end] + 1  # no gap, no overlap
+    folds = done.folds
+    assert folds.columns[:6] == [
+        "fold",
+        "train_start",
+        "train_end",
+        "test_start",
+        "test_end",
+        "set",
+    ]
+    assert {"strategy.lookback", "allocation.top_n", "is_sharpe", "oos_sharpe"} <= set(
+        folds.columns
+    )
+
+
+def plain_sharpe(prices, weights, cfg, start, end):
+    res = simulate(prices, weights, cost_bps=cfg.backtest.cost_bps, start=start, end=end)
+    r = res.equity["return"].to_numpy()
+    return float(np.mean(r) / np.std(r, ddof=1) * math.sqrt(252))
+
+
+def test_each_fold_chooses_the_best_in_sample_set_by_an_independent_backtest(wf):
+    cfg, done, prices, _, _ = wf
+    sets = done.result.sets
+    weights = [
+        build_strategy(set_config(cfg, p))
+        .apply_lazy({"prices": prices.lazy()})["weights"]
+        .collect()
+        for p in sets
+    ]
+    for fold, row in zip(done.result.splits.folds, done.folds.iter_rows(named=True), strict=True):
+        (tr,) = fold.train
+        (te,) = fold.test
+        is_sr = [plain_sharpe(prices, w, cfg, tr.start, tr.end) for w in weights]
+        best = int(np.argmax(is_sr))
+        assert row["set"] == best
+        assert row["is_sharpe"] == pytest.approx(is_sr[best], rel=1e-9)
+        oos = plain_sharpe(prices, weights[best], cfg, te.start, te.end)
+        assert row["oos_sharpe"] == pytest.approx(oos, rel=1e-9)
+
+
+def test_stitched_equity_equals_a_plain_backtest_of_the_stitched_weights(wf):
+    cfg, done, prices, _, _ = wf
+    run_dir = done.out_dir
+    equity = pl.read_ipc(run_dir / "equity.arrow")
+    weights = pl.read_ipc(run_dir / "weights.arrow")
+    start, end = done.result.start, done.result.end
+    assert equity["date"].min() == start and equity["date"].max() == end
+    plain = simulate(prices, weights, cost_bps=cfg.backtest.cost_bps, start=start, end=end)
+    np.testing.assert_allclose(
+        equity["equity"].to_numpy(), plain.equity["equity"].to_numpy(), rtol=1e-12, atol=0
+    )
+    # and an independent row-by-row implementation of the convention
+    ref = reference_backtest(
+        prices.to_dicts(), weights.to_dicts(), cost_bps=cfg.backtest.cost_bps, start=start, end=end
+    )
+    np.testing.assert_allclose(
+        equity["equity"].to_numpy(), [d.equity for d in ref.days], rtol=1e-12, atol=0
+    )
+
+
+def test_holdings_carry_across_folds_and_warm_up_comes_from_before_each_window(wf):
+    cfg, done, prices, _, _ = wf
+    equity = done.run.equity
+    weights = done.result.weights
+    carried = 0
+    for k, fold in enumerate(done.result.splits.folds):
+        (te,) = fold.test
+        inside = weights.filter(pl.col("date").is_between(te.start, te.end))
+        first_reb = inside["date"].min()
+        # the first rebalance of every window already holds names: the signal's look-back
+        # reached into the history before the window
+        assert inside.filter((pl.col("date") == first_reb) & (pl.col("weight") > 0)).height > 0
+        chosen = set_config(cfg, done.result.sets[done.folds["set"][k]])
+        full = build_strategy(chosen).apply_lazy({"prices": prices.lazy()})["weights"].collect()
+        expect = full.filter(pl.col("date").is_between(te.start, te.end))
+        assert inside.sort("date", "symbol").equals(expect.sort("date", "symbol"))
+        if k == 0:
+            continue
+        # between a window's start and its first rebalance the previous fold's book is held
+        # (a reset would be all cash, exposure 0)
+        before = equity.filter(pl.col("date").is_between(te.start, first_reb, closed="left"))
+        if before.height:
+            assert (before["gross_exposure"] > 0.05).all()
+            carried += 1
+        day0 = equity.filter(pl.col("date") == te.start)
+        assert day0["equity"][0] != pytest.approx(cfg.backtest.initial_capital, abs=1e-9)
+    assert carried >= 2  # windows that open before their first month end
+
+
+def test_run_folder_and_ledger(wf):
+    _, done, _, _, tmp = wf
+    names = {p.name for p in done.out_dir.iterdir()}
+    assert {"equity.arrow", "weights.arrow", "trades.arrow", "metrics.json", "report.html"} <= names
+    assert {"folds.arrow", "trials.arrow", "research.json"} <= names
+    folds = pl.read_ipc(done.out_dir / "folds.arrow")
+    assert folds.equals(done.folds)
+    trials = pl.read_ipc(done.out_dir / "trials.arrow")
+    assert trials.height == len(done.result.splits.folds) * 4
+    recs = [r for r in records(tmp / "runs" / "audit.jsonl") if r["run_id"] == done.research_id]
+    assert [r["kind"] for r in recs] == ["research_started", "research_finished"]
+    fin = recs[-1]["data"]
+    assert fin["splits_digest"] == done.result.splits.digest
+    assert fin["run_id"] == done.run.run_id
+    assert verify(tmp / "runs" / "audit.jsonl").ok
+
+
+# --- a planted look-ahead is caught on every fold ------------------------------------------------
+
+
+@stage(output="signals", shard="date")
+def tomorrow(features: pl.LazyFrame) -> pl.LazyFrame:
+    """A look-ahead signal: tomorrow's return."""
+    nxt = pl.col("close").shift(-1).over("symbol") / pl.col("close") - 1
+    return features.sort("symbol", "date").select("date", "symbol", nxt.alias("signal"))
+
+
+def cheating(cfg: ThreadSafeConfig) -> Pipeline:
+    good = build_strategy(cfg)
+    return Pipeline((good.steps[0], tomorrow.bind(), good.steps[2]), meta=good.meta)
+
+
+def test_a_planted_look_ahead_is_caught_by_the_point_in_time_check_on_every_fold(wf):
+    cfg, done, prices, store, tmp = wf
+    from qpipe.backtest.batch import build_panel, evaluate_chunk
+
+    panel = build_panel(store.put(prices), store)
+    base = cfg.replace(sweep={})
+
+    def evaluate(trials):
+        return evaluate_chunk(panel, base.to_dict(), trials, str(store.root))
+
+    splits = done.result.splits
+    res = evaluate_walk_forward(evaluate, prices, base, GRID, splits, strategy=cheating)
+    assert len(res.audits) == len(splits.folds)
+    for report in res.audits:
+        assert not report.passed
+        assert {v[2] for v in report.violations} == {"point_in_time"}
+    with pytest.raises(AllocationAuditError, match="point_in_time"):
+        run_walk_forward(cfg, GRID, **WINDOWS, out=tmp / "cheat", strategy=cheating)
+    kinds = [r["kind"] for r in records(tmp / "cheat" / "audit.jsonl")]
+    assert kinds[-1] == "research_failed"
+
+
+# --- bad input ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("windows", "words"),
+    [
+        ({"train": 400, "test": 126}, "longer than the data"),
+        ({"train": 126, "test": 10}, "shorter than one rebalance period"),
+        ({"train": 50, "test": 42, "purge": 50}, "`purge` (50 trading days) must be < `train`"),
+    ],
+)
+def test_bad_windows_are_one_line_errors_recorded_in_the_ledger(tmp_path, windows, words):
+    cfg = small_config(tmp_path)
+    with pytest.raises(ResearchError) as info:
+        run_walk_forward(cfg, GRID, **windows, out=tmp_path / "runs")
+    assert words in str(info.value) and "\n" not in str(info.value)
+    last = records(tmp_path / "runs" / "audit.jsonl")[-1]
+    assert last["kind"] == "research_failed"
+    assert last["data"] == {"error": "ResearchError", "message": str(info.value)}
+
+
+def test_walk_forward_splits_need_tiling_test_windows():
+    days = [dt.date(2020, 1, 1) + dt.timedelta(days=i) for i in range(300)]
+    s = walk_forward(days, 100, 30, step=40)
+    with pytest.raises(ResearchError, match="`step` equal to `test`"):
+        evaluate_walk_forward(lambda t: None, pl.DataFrame(), ThreadSafeConfig.default(), GRID, s)
