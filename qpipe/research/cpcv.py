@@ -157,28 +157,30 @@ def evaluate_cpcv(
 
 
 def trial_returns(
-    prices: pl.DataFrame, panel: Any, configs: Sequence[ThreadSafeConfig]
+    prices: pl.DataFrame, panel: Any, base: ThreadSafeConfig, sets: Sequence[dict[str, Any]]
 ) -> np.ndarray:
-    """Daily returns (panel dates x sets) of each config's backtest over the whole history.
+    """Daily returns (panel dates x sets) of each set's backtest over the whole history.
 
-    The batched path: signals once per signal set, weights once per weight set, the compiled
-    kernel per set (:func:`qpipe.backtest.batch_sim.trial_equity`). Days before a set's first
-    trade return 0; a ruined backtest (equity <= 0) returns 0 afterwards.
+    The batched path: signals once per signal set, weights once per set, the compiled kernel
+    per set (:func:`qpipe.backtest.batch_sim.trial_equity`, the accounting of a metrics row).
+    Days before a set's first trade return 0; after a ruin (equity <= 0) too.
     """
+    from qpipe.backtest.batch_config import ConfigBuilder
     from qpipe.backtest.batch_sim import trial_equity
-    from qpipe.backtest.batch_weights import SignalSet, signal_key
+    from qpipe.backtest.batch_weights import SignalSet
 
+    builder = ConfigBuilder(base.replace(backtest={"start": "", "end": ""}).to_dict())
+    configs = [builder.get(dict(p)) for p in sets]
     out = np.zeros((panel.days.size, len(configs)))
     groups: dict[str, list[int]] = {}
     for j, cfg in enumerate(configs):
-        groups.setdefault(signal_key(cfg), []).append(j)
+        groups.setdefault(cfg.signal_key, []).append(j)
     for members in groups.values():  # one signal set alive at a time
         signals = SignalSet(configs[members[0]], prices, panel)
         for j in members:
             rows, wmat = signals.weights(configs[j])
-            full = configs[j].replace(backtest={"start": "", "end": ""})
-            a, equity = trial_equity(panel, rows, wmat, full)
-            prev = np.concatenate(([full.backtest.initial_capital], equity[:-1]))
+            a, equity = trial_equity(panel, rows, wmat, configs[j])
+            prev = np.concatenate(([configs[j].backtest.initial_capital], equity[:-1]))
             with np.errstate(divide="ignore", invalid="ignore"):
                 r = np.where(prev > 0, equity / prev - 1.0, 0.0)
             out[a : a + r.size, j] = r

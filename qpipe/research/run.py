@@ -351,7 +351,7 @@ def run_cpcv(
         for c in configs:
             check_test_window(dates.len() // groups, c, what=f"a group of `groups` = {groups}")
         panel = open_panel(build_panel(prices_ref, store), store)
-        returns = trial_returns(prices, panel, configs)
+        returns = trial_returns(prices, panel, base, sets)
         result = evaluate_cpcv(returns, dates, splits, sets)
         pbo = compute_pbo(returns, 16) if len(sets) >= 2 and dates.len() >= 32 else None
     except QpipeError as exc:
