@@ -27,11 +27,15 @@ __all__ = [
     "Metrics",
     "Payload",
     "Recovered",
+    "ResearchFailed",
+    "ResearchFinished",
+    "ResearchStarted",
     "RunFailed",
     "RunFinished",
     "RunStarted",
     "Stage",
     "StageOutput",
+    "TrialStats",
     "Validation",
     "ValidationFailure",
     "kinds_table",
@@ -273,6 +277,72 @@ class Recovered(Payload):
     torn: str = field(metadata={"doc": "its bytes, as text or base64"})
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResearchStarted(Payload):
+    """An out-of-sample study began: a walk-forward or a CPCV of a grid (see research.md)."""
+
+    KIND: ClassVar[str] = "research_started"
+
+    method: str = field(metadata={"doc": "`walk_forward` or `cpcv`"})
+    params: Mapping[str, Any] = field(
+        metadata={"doc": "the split parameters as given (`train`, `test`, `groups`, `purge`...)"}
+    )
+    grid: Mapping[str, list[Any]] = field(metadata={"doc": "{`section.key`: [values]}"})
+    metric: str = field(metadata={"doc": "the ranking metric"})
+    config_digest: str = field(metadata={"doc": "SHA-256 of the canonical base config"})
+    data_digest: str = field(metadata={"doc": "digest of the stored prices"})
+    argv: list[str] = field(metadata={"doc": "command line, when run from one"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResearchFinished(Payload):
+    """An out-of-sample study ended well: its splits (by digest) and what it found."""
+
+    KIND: ClassVar[str] = "research_finished"
+    OMIT_NONE: ClassVar[frozenset[str]] = frozenset({"run_id"})
+
+    method: str = field(metadata={"doc": "`walk_forward` or `cpcv`"})
+    splits_digest: str = field(metadata={"doc": "SHA-256 of the canonical splits"})
+    splits: Mapping[str, Any] = field(
+        metadata={"doc": "{method, params, folds: [{index, train, test, test_groups}], ...}"}
+    )
+    result: Mapping[str, Any] = field(
+        metadata={"doc": "walk-forward: chosen sets and metrics per fold; cpcv: path Sharpes, PBO"}
+    )
+    out_dir: str = field(metadata={"doc": "the folder holding the study's tables"})
+    run_id: str | None = field(
+        default=None, metadata={"doc": "walk-forward: the stitched out-of-sample run"}
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResearchFailed(Payload):
+    """An out-of-sample study stopped with an error (bad windows, a failed audit...)."""
+
+    KIND: ClassVar[str] = "research_failed"
+
+    error: str = field(metadata={"doc": "error class name"})
+    message: str = field(metadata={"doc": "its first line"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrialStats(Payload):
+    """Trial-aware statistics of a sweep's best trial: DSR with the honest number of trials."""
+
+    KIND: ClassVar[str] = "trial_stats"
+
+    sweep_id: str = field(metadata={"doc": "the sweep whose best trial is judged"})
+    trial: int = field(metadata={"doc": "that trial's index"})
+    trials_from: str = field(metadata={"doc": "`ledger`, `sweep` or a number given by the user"})
+    n_trials: int = field(metadata={"doc": "N, the number of trials counted"})
+    sweeps_counted: list[Mapping[str, Any]] = field(
+        metadata={"doc": "[{sweep_id, n_trials, n_ok}, ...] the sweeps N counts"}
+    )
+    values: Mapping[str, Any] = field(
+        metadata={"doc": "sr, skew, kurtosis, n_obs, sr_variance, sr0, psr0, dsr, min_trl, pbo"}
+    )
+
+
 PAYLOADS: tuple[type[Payload], ...] = (
     RunStarted,
     Dataset,
@@ -285,6 +355,10 @@ PAYLOADS: tuple[type[Payload], ...] = (
     RunFailed,
     Exported,
     Recovered,
+    ResearchStarted,
+    ResearchFinished,
+    ResearchFailed,
+    TrialStats,
 )
 
 

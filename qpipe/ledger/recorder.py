@@ -90,6 +90,22 @@ class RunRecorder:
         """The run was exported to a view (construct the recorder with the exported run's id)."""
         return self.write(_expect(payload, p.Exported))
 
+    def research_started(self, payload: p.ResearchStarted) -> dict[str, Any]:
+        """An out-of-sample study began (its id is the recorder's ``run_id``)."""
+        return self.write(_expect(payload, p.ResearchStarted))
+
+    def research_finished(self, payload: p.ResearchFinished) -> dict[str, Any]:
+        """An out-of-sample study ended well."""
+        return self.write(_expect(payload, p.ResearchFinished))
+
+    def research_failed(self, payload: p.ResearchFailed) -> dict[str, Any]:
+        """An out-of-sample study stopped with an error."""
+        return self.write(_expect(payload, p.ResearchFailed))
+
+    def trial_stats(self, payload: p.TrialStats) -> dict[str, Any]:
+        """Trial-aware statistics were computed (its ``run_id`` is a new id)."""
+        return self.write(_expect(payload, p.TrialStats))
+
 
 def _expect(payload: Any, cls: type[p.Payload]) -> Any:
     if type(payload) is not cls:

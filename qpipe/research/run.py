@@ -19,19 +19,22 @@ This is the I/O edge of :mod:`qpipe.research` (the rest of the package is pure).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from qpipe._canonical import jsonable
 from qpipe._fs import write_bytes_atomic
 from qpipe.config import ThreadSafeConfig
 from qpipe.errors import AllocationAuditError, ConfigError, QpipeError
-from qpipe.ledger import Ledger
+from qpipe.ledger import Ledger, RunRecorder
+from qpipe.ledger import payloads as p
 from qpipe.research.cpcv import CPCVResult, evaluate_cpcv, trial_returns
 from qpipe.research.splits import (
     check_test_window,
@@ -71,26 +74,77 @@ class WalkForwardRun:
         return self.result.folds
 
 
+@dataclass(frozen=True)
+class CPCVRun:
+    """A finished CPCV: its id, folder (``<out>/research/<id>/``), result and the grid's PBO."""
+
+    research_id: str
+    out_dir: Path
+    result: CPCVResult
+    pbo: Any  # qpipe.stats.PBOResult, or None when the history is too short for 16 blocks
+
+
 def _prices(cfg: ThreadSafeConfig, store: ArrowStore) -> DatasetRef:
     """The prices' stored ref: the built-in universe or a file (as a run reads them)."""
     from qpipe.api import _builtin
     from qpipe.ingest import ingest_prices
 
     if cfg.data.weights:
-        msg = "a walk-forward runs the strategy on the prices; `data.weights` must be empty"
+        msg = "out-of-sample research runs the strategy on the prices; `data.weights` must be empty"
         raise ConfigError(msg)
     if cfg.data.source == "builtin":
         return _builtin(cfg, store).ref
     return ingest_prices(cfg.data.source, store, validate=cfg.validation.mode != "none").ref
 
 
-def _record(book: Ledger, research_id: str, kind: str, data: Mapping[str, Any]) -> None:
-    """The one place research records are written (typed payloads will replace the dicts)."""
-    book.append(research_id, kind, dict(data))
-
-
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+class _Study:
+    """One study's id, paths, store and recorder; records its start and any failure."""
+
+    def __init__(
+        self, cfg: ThreadSafeConfig, out: Any, ledger: Any, on_event: OnEvent | None
+    ) -> None:
+        from qpipe.api import new_run_id, resolve_paths
+
+        self.paths = resolve_paths(cfg, out, ledger)
+        self.paths.out.mkdir(parents=True, exist_ok=True)
+        self.id = new_run_id()
+        self.ledger = Ledger(self.paths.ledger)
+        self.recorder = RunRecorder(self.ledger, self.id)
+        self.emit: OnEvent = on_event or (lambda kind, data: None)
+        self.base = cfg.replace(sweep={})
+        self.store: ArrowStore | None = None
+
+    def start(
+        self, method: str, params: dict[str, Any], grid: Mapping[str, Sequence[Any]], **more: Any
+    ) -> DatasetRef:
+        """Ingest the prices and record ``research_started``; return the prices' ref."""
+        self.store = ArrowStore(self.paths.store)
+        prices = _prices(self.base, self.store)
+        started = p.ResearchStarted(
+            method=method,
+            params=params,
+            grid={k: list(v) for k, v in grid.items()},
+            metric=more.get("metric", "sharpe"),
+            config_digest=self.base.digest,
+            data_digest=prices.digest,
+            argv=list(more.get("argv") or []),
+        )
+        self.recorder.research_started(started)
+        self.emit("research_started", {"research_id": self.id, "method": method})
+        return prices
+
+    @contextlib.contextmanager
+    def failures_recorded(self) -> Iterator[None]:
+        try:
+            yield
+        except QpipeError as exc:
+            failed = p.ResearchFailed(error=type(exc).__name__, message=_first_line(exc))
+            self.recorder.research_failed(failed)
+            raise
 
 
 def _stitched_config(cfg: ThreadSafeConfig, result: WalkForwardResult) -> ThreadSafeConfig:
@@ -115,28 +169,30 @@ def _check_audits(result: WalkForwardResult) -> None:
         raise AllocationAuditError(msg, tuple(v for _, a in bad for v in a.violations))
 
 
+def _write_json(path: Path, info: Mapping[str, Any]) -> str:
+    text = json.dumps(jsonable(info), sort_keys=True, indent=2) + "\n"
+    return write_bytes_atomic(path, text.encode())
+
+
 def _write_tables(run: Any, result: WalkForwardResult, info: dict[str, Any], book: Ledger) -> None:
     """folds.arrow, trials.arrow and research.json in the run folder, recorded as artifacts."""
     out = Path(run.out_dir)
     files = {
-        "folds.arrow": lambda p: write_ipc_atomic(result.folds, p),
-        "trials.arrow": lambda p: write_ipc_atomic(result.trials, p),
-        "research.json": lambda p: write_bytes_atomic(
-            p, (json.dumps(info, sort_keys=True, indent=2, default=str) + "\n").encode()
-        ),
+        "folds.arrow": lambda path: write_ipc_atomic(result.folds, path),
+        "trials.arrow": lambda path: write_ipc_atomic(result.trials, path),
+        "research.json": lambda path: _write_json(path, info),
     }
+    recorder = RunRecorder(book, run.run_id)
     for name, write in files.items():
         path = out / name
         digest = write(path)
-        data = {"name": name, "path": str(path), "digest": digest, "bytes": path.stat().st_size}
-        book.append(run.run_id, "artifact", data)
+        recorder.artifact(
+            p.Artifact(name=name, path=str(path), digest=digest, bytes=path.stat().st_size)
+        )
 
 
-def _summary(result: WalkForwardResult) -> dict[str, Any]:
+def _walk_forward_result(result: WalkForwardResult) -> dict[str, Any]:
     return {
-        "method": "walk_forward",
-        "splits": result.splits.to_dict(),
-        "splits_digest": result.splits.digest,
         "metric": result.metric,
         "sets": list(result.sets),
         "folds": result.folds.to_dicts(),
@@ -168,44 +224,28 @@ def run_walk_forward(
     Raises the one-line :class:`~qpipe.errors.QpipeError` of the first problem (bad windows,
     a failed audit...), recorded in the ledger as ``research_failed``.
     """
-    from qpipe.api import new_run_id, resolve_paths
-
-    emit = on_event or (lambda kind, data: None)
-    paths = resolve_paths(cfg, out, ledger)
-    paths.out.mkdir(parents=True, exist_ok=True)
-    book, research_id = Ledger(paths.ledger), new_run_id()
-    base = cfg.replace(sweep={})
+    study = _Study(cfg, out, ledger, on_event)
     window = {"train": train, "test": test, "step": step, "anchored": anchored}
-    started = {
-        "method": "walk_forward",
-        **window,
-        "purge": purge,
-        "embargo": embargo,
-        "grid": {k: list(v) for k, v in grid.items()},
-        "metric": metric,
-        "config_digest": base.digest,
-        "argv": list(argv or []),
-    }
-    try:
-        store = ArrowStore(paths.store)
-        prices_ref = _prices(base, store)
-        _record(
-            book, research_id, "research_started", {**started, "data_digest": prices_ref.digest}
-        )
-        emit("research_started", {"research_id": research_id, "method": "walk_forward"})
-        result = _evaluate(base, grid, store, prices_ref, window, purge, embargo, metric, strategy)
+    params = {**window, "purge": purge, "embargo": embargo}
+    with study.failures_recorded():
+        prices_ref = study.start("walk_forward", params, grid, metric=metric, argv=argv)
+        assert study.store is not None
+        result = _evaluate(study.base, grid, study.store, prices_ref, params, metric, strategy)
         _check_audits(result)
-        emit("research_evaluated", {"folds": result.folds.height, "sets": len(result.sets)})
-        run = _stitched_run(base, result, store, paths, on_event, argv)
-    except QpipeError as exc:
-        failed = {"error": type(exc).__name__, "message": _first_line(exc)}
-        _record(book, research_id, "research_failed", failed)
-        raise
-    info = {"research_id": research_id, "run_id": run.run_id, **_summary(result)}
-    _write_tables(run, result, info, book)
-    _record(book, research_id, "research_finished", info)
-    emit("research_finished", {"research_id": research_id, "run_id": run.run_id})
-    return WalkForwardRun(research_id, result, run)
+        study.emit("research_evaluated", {"folds": result.folds.height, "sets": len(result.sets)})
+        run = _stitched_run(study.base, result, study.store, study.paths, on_event, argv)
+    finished = p.ResearchFinished(
+        method="walk_forward",
+        splits_digest=result.splits.digest,
+        splits=result.splits.to_dict(),
+        result=_walk_forward_result(result),
+        out_dir=str(run.out_dir),
+        run_id=run.run_id,
+    )
+    _write_tables(run, result, {"research_id": study.id, **finished.to_data()}, study.ledger)
+    study.recorder.research_finished(finished)
+    study.emit("research_finished", {"research_id": study.id, "run_id": run.run_id})
+    return WalkForwardRun(study.id, result, run)
 
 
 def _evaluate(
@@ -213,19 +253,18 @@ def _evaluate(
     grid: Mapping[str, Sequence[Any]],
     store: ArrowStore,
     prices_ref: DatasetRef,
-    window: dict[str, Any],
-    purge: int | None,
-    embargo: int,
+    params: dict[str, Any],
     metric: str,
     strategy: StrategyFactory,
 ) -> WalkForwardResult:
     from qpipe.backtest.batch import build_panel
 
     prices = store.open(prices_ref)
-    if purge is None:
-        purge = max(purge_default(set_config(base, p)) for p in param_sets(grid))
+    split_params = dict(params)
+    if split_params["purge"] is None:
+        split_params["purge"] = max(purge_default(set_config(base, s)) for s in param_sets(grid))
     dates = prices["date"].unique().sort()
-    splits = walk_forward(dates, purge=purge, embargo=embargo, **window)
+    splits = walk_forward(dates, **split_params)
     panel = build_panel(prices_ref, store)
     evaluate = functools.partial(_evaluate_trials, panel, base.to_dict(), str(store.root))
     return evaluate_walk_forward(
@@ -260,41 +299,13 @@ def _stitched_run(
     )
 
 
-@dataclass(frozen=True)
-class CPCVRun:
-    """A finished CPCV: its id, folder (``<out>/research/<id>/``), result and the grid's PBO."""
-
-    research_id: str
-    out_dir: Path
-    result: CPCVResult
-    pbo: Any  # qpipe.stats.PBOResult, or None when the history is too short for 16 blocks
-
-
-def _cpcv_files(folder: Path, result: CPCVResult, info: dict[str, Any]) -> dict[str, str]:
+def _cpcv_files(folder: Path, result: CPCVResult, info: Mapping[str, Any]) -> dict[str, str]:
     """splits.arrow, paths.arrow, sets.arrow and research.json; name -> digest."""
     folder.mkdir(parents=True, exist_ok=True)
-    digests = {
-        f"{name}.arrow": write_ipc_atomic(frame, folder / f"{name}.arrow")
-        for name, frame in (
-            ("splits", result.splits),
-            ("paths", result.paths),
-            ("sets", result.sets),
-        )
-    }
-    text = json.dumps(info, sort_keys=True, indent=2, default=str) + "\n"
-    digests["research.json"] = write_bytes_atomic(folder / "research.json", text.encode())
+    tables = (("splits", result.splits), ("paths", result.paths), ("sets", result.sets))
+    digests = {f"{n}.arrow": write_ipc_atomic(frame, folder / f"{n}.arrow") for n, frame in tables}
+    digests["research.json"] = _write_json(folder / "research.json", info)
     return digests
-
-
-def _cpcv_summary(result: CPCVResult, pbo: Any) -> dict[str, Any]:
-    return {
-        "method": "cpcv",
-        "splits": result.splits_def.to_dict(),
-        "splits_digest": result.splits_def.digest,
-        "sets": list(result.sets_params),
-        "path_sharpes": result.paths["sharpe"].to_list(),
-        "pbo": None if pbo is None else pbo.to_dict(),
-    }
 
 
 def run_cpcv(
@@ -315,52 +326,56 @@ def run_cpcv(
     Writes ``<out>/research/<id>/`` and records ``research_started`` / ``research_finished``
     (``research_failed`` with the one-line error).
     """
-    from qpipe.api import new_run_id, resolve_paths
+    study = _Study(cfg, out, ledger, on_event)
+    params = {"groups": groups, "test_groups": test_groups, "purge": purge, "embargo": embargo}
+    with study.failures_recorded():
+        prices_ref = study.start("cpcv", params, grid, argv=argv)
+        result, pbo = _cpcv(study, prices_ref, grid, params)
+    folder = study.paths.out / "research" / study.id
+    summary = {
+        "sets": list(result.sets_params),
+        "path_sharpes": result.paths["sharpe"].to_list(),
+        "pbo": None if pbo is None else pbo.to_dict(),
+    }
+    info = {"research_id": study.id, "splits": result.splits_def.to_dict(), **summary}
+    summary["artifacts"] = _cpcv_files(folder, result, info)
+    study.recorder.research_finished(
+        p.ResearchFinished(
+            method="cpcv",
+            splits_digest=result.splits_def.digest,
+            splits=result.splits_def.to_dict(),
+            result=summary,
+            out_dir=str(folder),
+        )
+    )
+    study.emit("research_finished", {"research_id": study.id, "out_dir": str(folder)})
+    return CPCVRun(study.id, folder, result, pbo)
+
+
+def _cpcv(
+    study: _Study, prices_ref: DatasetRef, grid: Mapping[str, Sequence[Any]], params: dict
+) -> tuple[CPCVResult, Any]:
     from qpipe.backtest.batch import build_panel
     from qpipe.backtest.panel import open_panel
     from qpipe.stats import pbo as compute_pbo
 
-    emit = on_event or (lambda kind, data: None)
-    paths = resolve_paths(cfg, out, ledger)
-    paths.out.mkdir(parents=True, exist_ok=True)
-    book, research_id = Ledger(paths.ledger), new_run_id()
-    base = cfg.replace(sweep={})
-    started = {
-        "method": "cpcv",
-        "groups": groups,
-        "test_groups": test_groups,
-        "purge": purge,
-        "embargo": embargo,
-        "grid": {k: list(v) for k, v in grid.items()},
-        "config_digest": base.digest,
-        "argv": list(argv or []),
-    }
-    try:
-        store = ArrowStore(paths.store)
-        prices_ref = _prices(base, store)
-        started["data_digest"] = prices_ref.digest
-        _record(book, research_id, "research_started", started)
-        emit("research_started", {"research_id": research_id, "method": "cpcv"})
-        sets = param_sets(grid)
-        configs = [set_config(base, p) for p in sets]
-        prices = store.open(prices_ref)
-        dates = prices["date"].unique().sort()
-        if purge is None:
-            purge = max(purge_default(c) for c in configs)
-        splits = combinatorial_purged(dates, groups, test_groups, purge, embargo)
-        for c in configs:
-            check_test_window(dates.len() // groups, c, what=f"a group of `groups` = {groups}")
-        panel = open_panel(build_panel(prices_ref, store), store)
-        returns = trial_returns(prices, panel, base, sets)
-        result = evaluate_cpcv(returns, dates, splits, sets)
-        pbo = compute_pbo(returns, 16) if len(sets) >= 2 and dates.len() >= 32 else None
-    except QpipeError as exc:
-        failed = {"error": type(exc).__name__, "message": _first_line(exc)}
-        _record(book, research_id, "research_failed", failed)
-        raise
-    folder = paths.out / "research" / research_id
-    info = {"research_id": research_id, **_cpcv_summary(result, pbo)}
-    info["artifacts"] = _cpcv_files(folder, result, info)
-    _record(book, research_id, "research_finished", info)
-    emit("research_finished", {"research_id": research_id, "out_dir": str(folder)})
-    return CPCVRun(research_id, folder, result, pbo)
+    assert study.store is not None
+    sets = param_sets(grid)
+    configs = [set_config(study.base, s) for s in sets]
+    prices = study.store.open(prices_ref)
+    dates = prices["date"].unique().sort()
+    purge = params["purge"]
+    if purge is None:
+        purge = max(purge_default(c) for c in configs)
+    splits = combinatorial_purged(
+        dates, params["groups"], params["test_groups"], purge, params["embargo"]
+    )
+    for c in configs:
+        check_test_window(
+            dates.len() // params["groups"], c, what=f"a group of `groups` = {params['groups']}"
+        )
+    panel = open_panel(build_panel(prices_ref, study.store), study.store)
+    returns = trial_returns(prices, panel, study.base, sets)
+    result = evaluate_cpcv(returns, dates, splits, sets)
+    enough = len(sets) >= 2 and dates.len() >= 16
+    return result, compute_pbo(returns, 16) if enough else None

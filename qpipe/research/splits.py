@@ -28,15 +28,14 @@ training feature from reading test prices.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import itertools
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from qpipe._canonical import canonical_digest
 from qpipe.errors import ResearchError
 
 if TYPE_CHECKING:
@@ -60,14 +59,6 @@ Method = Literal["walk_forward", "cpcv"]
 # Longest holding period between two rebalances, in trading days: a calendar month holds at
 # most 23 weekdays, an ISO week 5.
 _HOLDING = {"daily": 1, "weekly": 5, "month_end": 23, "month_start": 23}
-
-
-def canonical_digest(obj: Any) -> str:
-    """SHA-256 hex of the canonical JSON of ``obj`` (the ledger's form: sorted keys, no spaces)."""
-    text = json.dumps(
-        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

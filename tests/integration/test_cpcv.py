@@ -67,8 +67,13 @@ def test_folder_paths_and_ledger(cpcv):
     assert [r["kind"] for r in recs] == ["research_started", "research_finished"]
     data = recs[-1]["data"]
     assert data["splits"]["params"]["purge"] == 40 + 23
-    assert data["pbo"]["n_halvings"] == 12_870 and 0 <= data["pbo"]["pbo"] <= 1
-    assert set(data["artifacts"]) == {"splits.arrow", "paths.arrow", "sets.arrow", "research.json"}
+    assert data["result"]["pbo"]["n_halvings"] == 12_870 and 0 <= data["result"]["pbo"]["pbo"] <= 1
+    assert set(data["result"]["artifacts"]) == {
+        "splits.arrow",
+        "paths.arrow",
+        "sets.arrow",
+        "research.json",
+    }
 
 
 def test_cpcv_purge_at_least_the_group_length_is_refused_and_recorded(tmp_path):
