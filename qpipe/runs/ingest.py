@@ -1,0 +1,170 @@
+"""The ingest phase: prices (and a benchmark, and external weights) into the store, Tier 1.
+
+Each input is recorded as a ``dataset`` record; prices and a benchmark also get a Tier 1
+``validation`` record, with the real outcome: a failing schema is recorded (``passed: false`` and
+its failures) before the error ends the run. Tier 1 is skipped for a file whose digest the ledger
+shows already passed (``validation.skip_validated``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+
+from qpipe._fs import write_bytes_atomic
+from qpipe.errors import ConfigError, QpipeError, SchemaValidationError
+from qpipe.ingest import (
+    IngestResult,
+    file_digest,
+    ingest_frame,
+    ingest_prices,
+    ingest_weights,
+)
+from qpipe.ledger import payloads as p
+from qpipe.runs.env import RunEnv, failure_records
+from qpipe.store import ArrowStore
+
+__all__ = ["Inputs", "builtin_dataset", "ingest"]
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The stored inputs of a run, as ingestion results (refs plus what the ledger records)."""
+
+    prices: IngestResult
+    benchmark: IngestResult | None
+    weights: IngestResult | None
+
+
+def builtin_dataset(d, store: ArrowStore) -> IngestResult:
+    """The built-in universe: generated and validated on first use, then read from the store.
+
+    ``<store>/index/builtin-<key>.json`` maps the universe's parameters (``d`` is the config's
+    ``[data]`` table) to its stored digest; the index name is a hash, so nothing from the config
+    becomes a path. A damaged entry is regenerated, never trusted.
+    """
+    from qpipe.data.universe import builtin_universe
+
+    params = {"symbols": d.symbols, "start": d.start, "end": d.end, "seed": d.seed}
+    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:32]
+    index = store.root / "index" / f"builtin-{key}.json"
+    start = time.perf_counter()
+    try:
+        ref = store.ref_for(json.loads(index.read_text())["digest"])
+        if ref is not None:
+            store.verify(ref)
+    except (OSError, ValueError, KeyError, TypeError, QpipeError):
+        ref = None
+    if ref is not None:
+        seconds = time.perf_counter() - start
+        return IngestResult(ref, "builtin", ref.digest, ref.rows, d.symbols, seconds, False)
+    res = ingest_frame(builtin_universe(**params), store, name="builtin", validate=True)
+    index = store.subfolder("index") / index.name  # never through a symlink
+    write_bytes_atomic(index, json.dumps({"digest": res.ref.digest, "params": params}).encode())
+    return res
+
+
+def _validated_digests(env: RunEnv) -> set[str]:
+    """Source digests whose Tier 1 validation passed in an earlier run of this ledger."""
+    if not env.ledger.path.exists():
+        return set()
+    return {
+        r["data"]["source_digest"]
+        for r in env.ledger.records()
+        if r["kind"] == "validation"
+        and r["data"].get("tier") == "tier1"
+        and r["data"].get("passed")
+        and not r["data"].get("skipped")
+        and r["data"].get("source_digest")
+    }
+
+
+def _read_prices(env: RunEnv, source: str, validated: set[str]) -> IngestResult:
+    if source == "builtin":
+        return builtin_dataset(env.cfg.data, env.store)
+    mode = env.cfg.validation.mode
+    skip = env.cfg.validation.skip_validated and mode != "none"
+    validate = mode != "none" and not (skip and file_digest(source) in validated)
+    return ingest_prices(source, env.store, quarantine_dir=env.run_dir, validate=validate)
+
+
+def _prices(env: RunEnv, name: str, source: str, validated: set[str]) -> IngestResult:
+    """Ingest one prices input; record its dataset and its Tier 1 outcome, pass or fail."""
+    start = time.perf_counter()
+    try:
+        res = _read_prices(env, source, validated)
+    except SchemaValidationError as exc:
+        env.recorder.validation(
+            p.Validation(
+                tier="tier1",
+                target=name,
+                passed=False,
+                skipped=False,
+                seconds=round(time.perf_counter() - start, 6),
+                failures=failure_records(exc.failures),
+                source_digest=_digest_or_none(source),
+            )
+        )
+        raise
+    env.recorder.dataset(_dataset_record(name, res))
+    env.recorder.validation(
+        p.Validation(
+            tier="tier1",
+            target=name,
+            passed=True,
+            skipped=not res.validated,
+            seconds=round(time.perf_counter() - start, 6),
+            source_digest=res.source_digest,
+        )
+    )
+    return res
+
+
+def _digest_or_none(source: str) -> str | None:
+    try:
+        return file_digest(source)
+    except (OSError, QpipeError):
+        return None
+
+
+def _dataset_record(name: str, res: IngestResult) -> p.Dataset:
+    ref = res.ref.to_json()
+    return p.Dataset(
+        name=name,
+        path=ref["path"],
+        digest=ref["digest"],
+        rows=ref["rows"],
+        schema=ref["schema"],
+        source=res.source,
+        source_digest=res.source_digest,
+    )
+
+
+def _check_universe(env: RunEnv, prices: IngestResult) -> None:
+    """Config limits that need the data: ``top_n`` cannot exceed the number of symbols."""
+    a = env.cfg.allocation
+    if a.scheme in ("top_n", "inverse_vol") and a.top_n > prices.symbols:
+        msg = (
+            f"`allocation.top_n` ({a.top_n}) is larger than the universe: "
+            f"`{prices.source}` has {prices.symbols} symbols; set `allocation.top_n` "
+            f"to at most {prices.symbols}"
+        )
+        raise ConfigError(msg)
+
+
+def ingest(env: RunEnv) -> Inputs:
+    """Prices, then the benchmark, then external weights, each recorded as it lands."""
+    d = env.cfg.data
+    validated = _validated_digests(env)
+    prices = _prices(env, "prices", d.source, validated)
+    env.emit("ingested", {"rows": prices.rows})
+    if not d.weights:
+        _check_universe(env, prices)
+    bench = _prices(env, "benchmark", d.benchmark, validated) if d.benchmark else None
+    weights = None
+    if d.weights:
+        weights = ingest_weights(d.weights, env.store)
+        env.recorder.dataset(_dataset_record("weights", weights))
+    return Inputs(prices, bench, weights)
