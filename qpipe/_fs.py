@@ -6,16 +6,20 @@ its final name, so a reader or a crash never sees a partial file under that name
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
 import secrets
 import stat
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from qpipe.errors import PathSafetyError, StoreError
 
 __all__ = [
+    "atomic_writer",
     "file_digest",
     "fsync_dir",
     "not_a_regular_file",
@@ -84,19 +88,35 @@ def fsync_dir(path: str | Path) -> None:
         os.close(fd)
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> str:
-    """Write ``data`` to ``path`` atomically (temp file, fsync, rename); return its SHA-256."""
+@contextlib.contextmanager
+def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
+    """Write a file atomically: a binary file to write into, renamed over ``path`` on success.
+
+    The temp file sits beside ``path`` under a random name (never a fixed one that two writers
+    could share), is created exclusively and without following links, gets the permissions of
+    any new file (``0o666`` less the umask; no process-wide umask change), is fsynced, then
+    renamed; the folder is fsynced so the rename survives a crash. On any error the temp file is
+    removed and ``path`` is untouched.
+    """
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(tmp, flags, 0o666)
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
+        with os.fdopen(fd, "wb") as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
         fsync_dir(target.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> str:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_writer`); return its SHA-256."""
+    with atomic_writer(path) as f:
+        f.write(data)
     return hashlib.sha256(data).hexdigest()
 
 

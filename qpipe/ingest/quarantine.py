@@ -16,6 +16,7 @@ from typing import BinaryIO
 import polars as pl
 import pyarrow.ipc as ipc
 
+from qpipe._fs import fsync_dir
 from qpipe.errors import DataFormatError, SchemaFailure, SchemaValidationError, StoreError
 from qpipe.ingest.spec import EXAMPLES, Names, Spec
 from qpipe.store.arrow import write_ipc_atomic
@@ -188,6 +189,7 @@ class QuarantineWriter:
         os.fsync(self._file.fileno())
         self._file.close()
         os.replace(self._tmp, self.path)
+        fsync_dir(self.path.parent)  # the rename survives a crash, as every atomic write's does
         self._tmp = self._file = self._writer = None
         return self.path
 

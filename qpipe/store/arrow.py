@@ -26,7 +26,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from qpipe._fs import file_digest, fsync_dir, refuse_symlink, safe_subdir
+from qpipe._fs import atomic_writer, file_digest, fsync_dir, refuse_symlink, safe_subdir
 from qpipe.errors import (
     DataFormatError,
     OutOfMemoryError,
@@ -39,8 +39,6 @@ from qpipe.store.layout import ensure_marker, entry_files
 
 __all__ = ["BATCH_ROWS", "ArrowStore", "DatasetRef", "open_ipc", "write_ipc_atomic"]
 
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)  # read once: the process umask, applied to files written via mkstemp
 BATCH_ROWS = 1 << 22  # ~4M rows per record batch: few batches, bounded batch size
 
 
@@ -80,28 +78,17 @@ def write_ipc_atomic(frame: pl.DataFrame, path: str | Path) -> str:
     (or a crash) never sees a partial file under the final name.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as raw:
-            sink = pa.PythonFile(raw, mode="w")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_writer(target) as raw:
             table = _to_arrow(frame)
-            with ipc.new_file(sink, table.schema) as writer:
+            with ipc.new_file(pa.PythonFile(raw, mode="w"), table.schema) as writer:
                 writer.write_table(table, max_chunksize=BATCH_ROWS)
-            raw.flush()
-            os.fsync(raw.fileno())
-        digest = file_digest(tmp)
-        os.chmod(tmp, 0o644 & ~_UMASK)  # mkstemp makes 0600; outputs are as readable as any file
-        os.replace(tmp, target)
-        fsync_dir(target.parent)
-        return digest
+        return file_digest(target)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         msg = f"cannot write `{target}`: {exc.strerror or exc}"
         raise StoreError(msg) from None
     except MemoryError as exc:  # pyarrow's ArrowMemoryError too: a memory limit, not a bug
-        tmp.unlink(missing_ok=True)
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         msg = (
             f"out of memory writing `{target}` ({frame.height:,} rows, about "
@@ -109,9 +96,6 @@ def write_ipc_atomic(frame: pl.DataFrame, path: str | Path) -> str:
             "memory limit (`ulimit -v`)"
         )
         raise OutOfMemoryError(msg) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def open_ipc(path: str | Path) -> pl.DataFrame:
