@@ -86,14 +86,14 @@ class CPCVRun:
 
 def _prices(cfg: ThreadSafeConfig, store: ArrowStore) -> DatasetRef:
     """The prices' stored ref: the built-in universe or a file (as a run reads them)."""
-    from qpipe.api import _builtin
     from qpipe.ingest import ingest_prices
+    from qpipe.runs.ingest import builtin_dataset
 
     if cfg.data.weights:
         msg = "out-of-sample research runs the strategy on the prices; `data.weights` must be empty"
         raise ConfigError(msg)
     if cfg.data.source == "builtin":
-        return _builtin(cfg, store).ref
+        return builtin_dataset(cfg.data, store).ref
     return ingest_prices(cfg.data.source, store, validate=cfg.validation.mode != "none").ref
 
 
