@@ -62,12 +62,13 @@ def test_pbo_speed(benchmark, size, edges):
 @pytest.fixture(scope="module")
 def universe(tmp_path_factory):
     """The built-in universe generated once into a shared store (not timed)."""
-    from qpipe.api import _builtin
+    from qpipe.api import builtin_dataset
     from qpipe.store import ArrowStore
 
     root = tmp_path_factory.mktemp("research")
     cfg = ThreadSafeConfig.default().replace(store={"path": str(root / "store")})
-    prices = ArrowStore(root / "store").open(_builtin(cfg, ArrowStore(root / "store")).ref)
+    store = ArrowStore(root / "store")
+    prices = store.open(builtin_dataset(cfg.data, store).ref)
     return cfg, root, prices["date"].n_unique()
 
 
