@@ -30,7 +30,7 @@ from qpipe._canonical import canonical_digest
 from qpipe._frozen import FrozenTable, canonical, freeze, thaw
 from qpipe.errors import ConfigError
 
-__all__ = ["DEFAULTS", "FrozenTable", "ThreadSafeConfig", "parse_override"]
+__all__ = ["DEFAULTS", "FrozenTable", "ThreadSafeConfig", "parse_override", "parse_scalar"]
 
 # Built-in defaults; they also define the schema: every key and its type.
 # A section listed in OPEN_SECTIONS accepts any key (values still must be TOML scalars or lists).
@@ -257,9 +257,23 @@ def _date_problems(merged: dict[str, dict[str, Any]]) -> list[str]:
     return problems
 
 
+def parse_scalar(raw: str) -> Any:
+    """A value typed on a command line, read as TOML (``5``, ``0.5``, ``true``, ``"x"``,
+    ``[1, 2]``), else the bare string. The one reader of such values (``--set``, ``--sweep``)."""
+    raw = raw.strip()
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
 def parse_override(text: str) -> tuple[str, str, Any]:
     """Parse ``section.key=value``; the value is read as TOML (``5``, ``0.5``, ``true``,
     ``"x"``, ``[1, 2]``), falling back to a bare string."""
+    if "\n" in text or "\r" in text:  # TOML would read only the first line: refuse, never truncate
+        shown = text.splitlines()[0] if text.splitlines() else ""
+        msg = f"override `{shown}...` contains a line break; give the value on one line"
+        raise ConfigError(msg)
     if "=" not in text:
         msg = f"override `{text}` is malformed: expected `section.key=value`"
         raise ConfigError(msg)
@@ -268,12 +282,7 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     if len(parts) != 2 or not all(parts):
         msg = f"override `{text}` is malformed: expected `section.key=value`"
         raise ConfigError(msg)
-    raw = raw.strip()
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw
-    return parts[0], parts[1], value
+    return parts[0], parts[1], parse_scalar(raw)
 
 
 class ThreadSafeConfig:

@@ -223,3 +223,9 @@ def test_dates_may_be_toml_dates_and_are_checked_up_front(tmp_path):
         ThreadSafeConfig({"data": {"start": "2020-01-01", "end": "2019-01-01"}})
     with pytest.raises(ConfigError, match=r"`data\.end` must be an ISO date"):
         ThreadSafeConfig({"data": {"end": ""}})
+
+
+@pytest.mark.parametrize("text", ['backtest.cost_bps=5\n7', 'data.source="a\nb"', "run.out=x\r\ny"])
+def test_an_override_with_a_line_break_is_refused_not_truncated(text):
+    with pytest.raises(ConfigError, match="line break"):
+        ThreadSafeConfig.default().with_overrides([text])
