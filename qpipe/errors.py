@@ -50,7 +50,7 @@ class DataFormatError(QpipeError):
     """An input file cannot be read as what it claims to be (missing, empty, corrupt...)."""
 
 
-FailureKind = Literal["column", "type", "row"]
+FailureKind = Literal["file", "column", "type", "row"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +69,13 @@ class SchemaFailure:
     examples
         A few failing rows or values rendered as text (``"2020-01-02 AAA close=-1.0 (row 1)"``).
     kind
-        ``"column"`` (a column is missing, duplicated or of the wrong type), ``"type"``
-        (values that do not parse) or ``"row"`` (rows fail a data check; these are the rows
-        that are quarantined).
+        ``"file"`` (the file cannot be read), ``"column"`` (a column is missing, duplicated or
+        of the wrong type), ``"type"`` (values that do not parse; ``check`` says what is wrong
+        with them, e.g. ``"that are not numbers"``) or ``"row"`` (rows fail a data check; these
+        are the rows that are quarantined).
+    source
+        The file at fault when several are checked at once (``data import`` of a folder),
+        else None.
     """
 
     check: str
@@ -79,10 +83,11 @@ class SchemaFailure:
     count: int = 0
     examples: tuple[str, ...] = ()
     kind: FailureKind = "row"
+    source: str | None = None
 
     def describe(self) -> str:
         """``"`close` finite and > 0 (3 rows, e.g. 2020-01-02 AAA close=-1.0)"``."""
-        if self.kind == "column":
+        if self.kind in ("file", "column"):
             return self.check
         if self.kind == "type":
             if not self.count:
@@ -104,6 +109,7 @@ class SchemaFailure:
             "count": self.count,
             "examples": list(self.examples),
             "kind": self.kind,
+            "source": self.source,
         }
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -24,9 +26,70 @@ from qpipe.ingest.read import ReadGuard, file_digest, normalise_names, read_tabl
 from qpipe.ingest.spec import PRICES, WEIGHTS, IngestResult, Names, Spec
 from qpipe.store.arrow import ArrowStore
 
-__all__ = ["DEFAULT_BATCH_ROWS", "ingest_frame", "ingest_prices", "ingest_weights"]
+__all__ = [
+    "DEFAULT_BATCH_ROWS",
+    "Checked",
+    "check_frame",
+    "ingest_frame",
+    "ingest_prices",
+    "ingest_weights",
+]
 
 DEFAULT_BATCH_ROWS = 5_000_000
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A frame after columns, types, sort and the Tier 1 checks (see :func:`check_frame`).
+
+    ``frame`` still carries the source-row column ``names.row``; ``failures`` and
+    ``quarantine`` (the failing rows as the quarantine file shows them) are None when every
+    check passed.
+    """
+
+    frame: pl.DataFrame
+    names: Names
+    failures: Failures | None = None
+    quarantine: pl.DataFrame | None = None
+
+
+def check_frame(
+    frame: pl.DataFrame,
+    spec: Spec,
+    *,
+    label: str,
+    today: dt.date | None,
+    validate: bool,
+    adjust: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
+    rows: pl.Series | None = None,
+) -> Checked:
+    """Columns, types, sort and Tier 1 checks on a loaded frame, without storing it.
+
+    Missing columns, no rows and wrong types raise (every bad column at once); failing rows are
+    returned, not raised, so a caller checking many files can report them all. ``adjust`` runs
+    on the typed frame before the checks (the importer's adjusted close); ``rows`` gives each
+    row's source row number when it is not its position (a wide file turned long).
+    """
+    check_columns(frame.columns, spec, label)
+    if frame.height == 0:
+        msg = f"{spec.what} file `{label}` has a header but no rows"
+        raise DataFormatError(msg)
+    names = Names.for_columns(frame.columns)
+    if rows is None:
+        frame = frame.with_row_index(names.row, offset=1)
+    else:
+        frame = frame.with_columns(rows.cast(pl.UInt32).alias(names.row))
+    problems = TypeProblems()
+    frame = normalise(frame, spec, problems, names)
+    raise_types(problems, spec, label)
+    if adjust is not None:
+        frame = adjust(frame)
+    frame = sort_frame(frame, spec.sort_by)
+    masks = spec.validate(frame, today, True) if validate else None
+    if masks is None:
+        return Checked(frame, names)
+    failures = Failures(names)
+    return Checked(frame, names, failures, failures.add(frame, masks))
 
 
 def _ingest_loaded(
@@ -42,24 +105,11 @@ def _ingest_loaded(
     validate: bool,
     started: float,
 ) -> IngestResult:
-    check_columns(frame.columns, spec, label)
-    if frame.height == 0:
-        msg = f"{spec.what} file `{label}` has a header but no rows"
-        raise DataFormatError(msg)
-    names = Names.for_columns(frame.columns)
-    frame = frame.with_row_index(names.row, offset=1)
-    problems = TypeProblems()
-    frame = normalise(frame, spec, problems, names)
-    raise_types(problems, spec, label)
-    frame = sort_frame(frame, spec.sort_by)
-    if validate:
-        masks = spec.validate(frame, today, True)
-        if masks is not None:
-            failures = Failures(names)
-            quarantine = failures.add(frame, masks)
-            qpath = write_quarantine(quarantine_path(quarantine_dir, stem), quarantine)
-            raise failures.error(spec, label, qpath)
-    frame = frame.drop(names.row)
+    checked = check_frame(frame, spec, label=label, today=today, validate=validate)
+    if checked.failures is not None and checked.quarantine is not None:
+        qpath = write_quarantine(quarantine_path(quarantine_dir, stem), checked.quarantine)
+        raise checked.failures.error(spec, label, qpath)
+    frame = checked.frame.drop(checked.names.row)
     ref = store.put(frame)
     return IngestResult(
         ref=ref,

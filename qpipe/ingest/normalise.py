@@ -59,8 +59,26 @@ def check_columns(columns: Sequence[str], spec: Spec, label: str) -> None:
     found = ", ".join(f"`{c}`" for c in columns) or "none"
     plural = "s" if len(missing) > 1 else ""
     msg = f"{spec.what} file `{label}` is missing column{plural} {', '.join(parts)}; found {found}"
+    if _looks_wide(columns, missing, spec):
+        found = ", ".join(f"`{c}`" for c in columns[:4]) + (", ..." if len(columns) > 4 else "")
+        msg = (
+            f"{spec.what} file `{label}` looks wide (a `date` column, then one column per "
+            f"symbol: {found}); qpipe expects the long format `date`, `symbol`, `close`: "
+            f"convert it with `python -m qpipe data import {label} --name NAME` and run with "
+            "`--data store:NAME`"
+        )
     failures = [SchemaFailure(f"missing column `{c}`", c, kind="column") for c in missing]
     raise SchemaValidationError(msg, failures)
+
+
+def _looks_wide(columns: Sequence[str], missing: list[str], spec: Spec) -> bool:
+    """A date column and then only other columns, none of them `symbol`: date x symbols."""
+    return (
+        spec.what == "prices"
+        and "symbol" in missing
+        and len(columns) >= 2
+        and columns[0] in ("date", "")
+    )
 
 
 @dataclass
