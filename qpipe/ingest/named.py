@@ -232,14 +232,15 @@ def import_dataset(
 def ledger_recorder(ledger_path: str | Path) -> Any:
     """``record`` for :func:`import_dataset`: one ``data_import`` record per import.
 
-    The record's ``run_id`` is the import id; its data is :meth:`ImportResult.to_json` (the
-    digest keeps the entry safe from ``store gc``).
+    The record's ``run_id`` is the import id; its data is the :class:`ImportResult` (the digest
+    keeps the entry safe from ``store gc``).
     """
-    from qpipe.ledger import Ledger
+    from qpipe.ledger import Ledger, RunRecorder
+    from qpipe.ledger.payloads import DataImport
 
     ledger = Ledger(Path(ledger_path))
 
     def record(result: ImportResult) -> None:
-        ledger.append(result.import_id, "data_import", result.to_json())
+        RunRecorder(ledger, result.import_id).data_import(DataImport(**result.to_json()))
 
     return record

@@ -72,12 +72,18 @@ def check_columns(columns: Sequence[str], spec: Spec, label: str) -> None:
 
 
 def _looks_wide(columns: Sequence[str], missing: list[str], spec: Spec) -> bool:
-    """A date column and then only other columns, none of them `symbol`: date x symbols."""
+    """A `date` column, then at least two others, none of them a symbol or close by any name."""
+
+    def named_like(col: str) -> bool:
+        return any(col in c or c in _SYNONYMS[col] for c in columns)
+
     return (
         spec.what == "prices"
-        and "symbol" in missing
-        and len(columns) >= 2
-        and columns[0] in ("date", "")
+        and set(missing) == {"symbol", "close"}
+        and len(columns) >= 3
+        and columns[0] == "date"
+        and not named_like("symbol")
+        and not named_like("close")
     )
 
 

@@ -86,6 +86,10 @@ class RunRecorder:
         """The run ended with an error."""
         return self.write(_expect(payload, p.RunFailed))
 
+    def data_import(self, payload: p.DataImport) -> dict[str, Any]:
+        """A dataset was imported under a name (construct the recorder with the import id)."""
+        return self.write(_expect(payload, p.DataImport))
+
     def exported(self, payload: p.Exported) -> dict[str, Any]:
         """The run was exported to a view (construct the recorder with the exported run's id)."""
         return self.write(_expect(payload, p.Exported))
