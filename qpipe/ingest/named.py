@@ -236,7 +236,7 @@ def ledger_recorder(ledger_path: str | Path) -> Any:
     keeps the entry safe from ``store gc``).
     """
     from qpipe.ledger import Ledger, RunRecorder
-    from qpipe.ledger.payloads import DataImport
+    from qpipe.ledger.imports import DataImport
 
     ledger = Ledger(Path(ledger_path))
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from qpipe.errors import LedgerError
 from qpipe.ledger import payloads as p
+from qpipe.ledger.imports import DataImport
 from qpipe.ledger.writer import Ledger
 
 __all__ = ["RunRecorder"]
@@ -86,9 +87,9 @@ class RunRecorder:
         """The run ended with an error."""
         return self.write(_expect(payload, p.RunFailed))
 
-    def data_import(self, payload: p.DataImport) -> dict[str, Any]:
+    def data_import(self, payload: DataImport) -> dict[str, Any]:
         """A dataset was imported under a name (construct the recorder with the import id)."""
-        return self.write(_expect(payload, p.DataImport))
+        return self.write(_expect(payload, DataImport))
 
     def exported(self, payload: p.Exported) -> dict[str, Any]:
         """The run was exported to a view (construct the recorder with the exported run's id)."""

@@ -22,6 +22,7 @@ from qpipe.ingest import (
     ingest_prices,
     ingest_weights,
 )
+from qpipe.ingest.named import is_store_source, open_named
 from qpipe.ledger import payloads as p
 from qpipe.runs.env import RunEnv, failure_records
 from qpipe.store import ArrowStore
@@ -84,6 +85,8 @@ def _validated_digests(env: RunEnv) -> set[str]:
 def _read_prices(env: RunEnv, source: str, validated: set[str]) -> IngestResult:
     if source == "builtin":
         return builtin_dataset(env.cfg.data, env.store)
+    if is_store_source(source):  # `store:NAME`, imported (and validated) by `data import`
+        return open_named(source, env.store)
     mode = env.cfg.validation.mode
     skip = env.cfg.validation.skip_validated and mode != "none"
     validate = mode != "none" and not (skip and file_digest(source) in validated)
