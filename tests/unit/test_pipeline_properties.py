@@ -8,12 +8,13 @@ from __future__ import annotations
 import datetime as dt
 import math
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from qpipe.backtest.accounting import simulate
@@ -22,6 +23,21 @@ from qpipe.errors import BacktestError, QpipeError
 from qpipe.ingest import ingest_frame
 from qpipe.store import ArrowStore
 from qpipe.validation.audit import audit_allocation
+
+# How many examples of each property got past the early `return` to its invariant: a property
+# whose every example raised would pass vacuously (see the last test).
+REACHED: Counter[str] = Counter()
+
+
+def _reached(name: str) -> None:
+    REACHED[name] += 1
+    event("invariant checked")
+
+
+def _stopped(name: str) -> None:
+    REACHED[f"{name}:stopped"] += 1
+    event("stopped by a QpipeError")
+
 
 SETTINGS = settings(
     max_examples=40,
@@ -48,9 +64,13 @@ weights_values = st.one_of(
 def price_frames(draw: st.DrawFn, bad: bool = False) -> pl.DataFrame:
     """0-30 rows over 4 symbols and 13 days: gaps, single rows, single symbols; unique keys
     unless ``bad`` (which also allows non-positive and non-finite closes)."""
-    keys = draw(st.lists(st.tuples(days, symbols), max_size=30, unique=not bad))
+    # with ``bad``, a third of the frames are corrupted (so the rest reach the invariants)
+    corrupt = bad and draw(st.sampled_from([False, False, True]))
+    keys = draw(st.lists(st.tuples(days, symbols), max_size=30, unique=not corrupt))
     scale = draw(scales)
-    values = draw(st.lists(bad_closes if bad else closes, min_size=len(keys), max_size=len(keys)))
+    values = draw(
+        st.lists(bad_closes if corrupt else closes, min_size=len(keys), max_size=len(keys))
+    )
     values = [v * scale for v in values]
     return pl.DataFrame(
         {"date": [k[0] for k in keys], "symbol": [k[1] for k in keys], "close": values},
@@ -67,9 +87,9 @@ sane_weights = st.one_of(
 
 @st.composite
 def weight_frames(
-    draw: st.DrawFn, values: st.SearchStrategy[float] = weights_values
+    draw: st.DrawFn, values: st.SearchStrategy[float] = weights_values, unique: bool = False
 ) -> pl.DataFrame:
-    keys = draw(st.lists(st.tuples(days, symbols), max_size=15))  # duplicates allowed
+    keys = draw(st.lists(st.tuples(days, symbols), max_size=15, unique=unique))
     values = draw(st.lists(values, min_size=len(keys), max_size=len(keys)))
     return pl.DataFrame(
         {"date": [k[0] for k in keys], "symbol": [k[1] for k in keys], "weight": values},
@@ -91,7 +111,9 @@ def test_audit_reports_or_raises_a_qpipe_error(prices, weights):
     try:
         report = audit_allocation(weights, prices, CFG, raise_on_violation=False)
     except QpipeError:
+        _stopped("audit")
         return
+    _reached("audit")
     assert report.passed == (not report.violations)
     bad = weights.filter(~pl.col("weight").is_finite())
     assert (bad.height > 0) <= any(v[2] == "finite" for v in report.violations)
@@ -124,16 +146,38 @@ def test_accounting_keeps_invariants_or_raises_a_qpipe_error(prices, weights, co
     try:
         result = simulate(prices, weights, cost_bps=cost)
     except QpipeError:
+        _stopped("accounting")
         return
+    _reached("accounting")
     _check_equity(prices, result)
 
 
+@st.composite
+def chain_inputs(draw: st.DrawFn) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Prices (a third corrupted) and weights: two thirds of them legal for those prices (on
+    priced (date, symbol) keys, |w| <= 0.25 so four symbols stay within the gross limit), the
+    rest anything."""
+    prices = draw(price_frames(bad=True))
+    if prices.height == 0 or draw(st.sampled_from([False, False, True])):
+        return prices, draw(weight_frames())
+    keys = (
+        prices.filter(pl.col("close").is_finite() & (pl.col("close") > 0))
+        .select("date", "symbol")
+        .unique(maintain_order=True)
+    )
+    picked = draw(st.lists(st.integers(0, max(keys.height - 1, 0)), max_size=8, unique=True))
+    chosen = keys[picked] if keys.height else keys
+    values = draw(st.lists(st.floats(-0.25, 0.25), min_size=chosen.height, max_size=chosen.height))
+    return prices, chosen.with_columns(pl.Series("weight", values, dtype=pl.Float64))
+
+
 @SETTINGS
-@given(prices=price_frames(bad=True), weights=weight_frames())
-@example(prices=EMPTY_PRICES, weights=EMPTY_WEIGHTS)
-def test_ingest_audit_backtest_chain_never_escapes_a_non_qpipe_error(prices, weights):
+@given(inputs=chain_inputs())
+@example(inputs=(EMPTY_PRICES, EMPTY_WEIGHTS))
+def test_ingest_audit_backtest_chain_never_escapes_a_non_qpipe_error(inputs):
     """The run's order: Tier 1, then Tier 2, then the accounting; each stage either passes
     its output on or stops the chain with a ``QpipeError``."""
+    prices, weights = inputs
     with tempfile.TemporaryDirectory() as tmp:
         store = ArrowStore(Path(tmp) / "store")
         try:
@@ -141,7 +185,9 @@ def test_ingest_audit_backtest_chain_never_escapes_a_non_qpipe_error(prices, wei
             audit_allocation(weights, stored, CFG)
             result = simulate(stored, weights, cost_bps=10.0)
         except QpipeError:
+            _stopped("chain")
             return
+        _reached("chain")
         _check_equity(stored, result)
 
 
@@ -161,3 +207,19 @@ def test_float_overflow_is_a_clear_backtest_error_not_nan_equity(closes, weight)
         assert "overflowed on 2020-01-0" in str(exc) and "`close`" in str(exc)
         return
     _check_equity(prices, result)  # or it stays finite
+
+
+PROPERTIES = {
+    "audit": test_audit_reports_or_raises_a_qpipe_error,
+    "accounting": test_accounting_keeps_invariants_or_raises_a_qpipe_error,
+    "chain": test_ingest_audit_backtest_chain_never_escapes_a_non_qpipe_error,
+}
+
+
+@pytest.mark.parametrize("name", sorted(PROPERTIES))
+def test_each_property_reached_its_invariant_often_enough(name):
+    """Not vacuous: at least a quarter of the examples (and 8) got past the early return."""
+    if REACHED[name] + REACHED[f"{name}:stopped"] == 0:  # run alone (-k): run the property now
+        PROPERTIES[name]()
+    reached, stopped = REACHED[name], REACHED[f"{name}:stopped"]
+    assert reached >= 8 and reached >= (reached + stopped) / 4, (reached, stopped)
