@@ -77,6 +77,7 @@ def test_report_browser(benchmark, default_inputs, tmp_path):
     full.write_text(page, encoding="utf-8")
     bare.write_text(re.sub(r"<script\b.*?</script>\n?", "", page, flags=re.S), encoding="utf-8")
     timings: dict[str, list[float]] = {"full": [], "bare": []}
+    busy: dict[str, list[float]] = {"full": [], "bare": []}  # main-thread busy ms
 
     def load_both() -> None:
         for name, path in (("full", full), ("bare", bare)):
@@ -86,6 +87,7 @@ def test_report_browser(benchmark, default_inputs, tmp_path):
             if name == "full":
                 assert loaded.probe.split("/")[0] == loaded.probe.split("/")[1] != "0"
             timings[name].append(loaded.timing["settled_ms"])
+            busy[name].append(loaded.cpu.get("TaskDuration", float("nan")) * 1000)
 
     benchmark.pedantic(load_both, rounds=LOADS, warmup_rounds=0)
     record(benchmark, "report", "browser", "500x10y")
@@ -98,6 +100,8 @@ def test_report_browser(benchmark, default_inputs, tmp_path):
             "render_ms_min": round(best["full"], 1),
             "html_only_ms_median": round(med["bare"], 1),
             "charts_ms_median": round(med["full"] - med["bare"], 1),
+            "main_thread_busy_ms_median": round(statistics.median(busy["full"]), 1),
+            "html_only_busy_ms_median": round(statistics.median(busy["bare"]), 1),
         }
     )
     if med["full"] > RENDER_LIMIT_MS:

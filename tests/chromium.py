@@ -66,6 +66,7 @@ class PageLoad:
     requests: list[str] = field(default_factory=list)  # every URL the page asked for
     timing: dict[str, float] = field(default_factory=dict)  # ms since navigation start
     probe: Any = None  # the value of the probe expression
+    cpu: dict[str, float] = field(default_factory=dict)  # main-thread busy seconds by kind
 
 
 class _Pipe:
@@ -190,7 +191,7 @@ def _drive(
     target = pipe.call("Target.createTarget", {"url": "about:blank"}, timeout=timeout)
     attached = pipe.call("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True})
     s = attached["sessionId"]
-    for domain in ("Page", "Runtime", "Log", "Network"):
+    for domain in ("Page", "Runtime", "Log", "Network", "Performance"):
         pipe.call(f"{domain}.enable", session=s)
     pipe.call("Page.navigate", {"url": path.resolve().as_uri()}, session=s, timeout=timeout)
     pipe.wait_event("Page.loadEventFired", timeout=timeout)
@@ -200,6 +201,11 @@ def _drive(
         session=s,
         timeout=timeout,
     )
+    # Main-thread busy time until the charts settled: unlike wall time, it does not grow when
+    # other processes take the CPU (the tests run on a shared machine).
+    perf = pipe.call("Performance.getMetrics", session=s, timeout=timeout)
+    wanted = {"TaskDuration", "ScriptDuration", "LayoutDuration", "RecalcStyleDuration"}
+    cpu = {m["name"]: m["value"] for m in perf.get("metrics", []) if m["name"] in wanted}
     result = pipe.call(
         "Runtime.evaluate",
         {"expression": probe, "awaitPromise": True, "returnByValue": True},
@@ -222,4 +228,5 @@ def _drive(
         requests=requests,
         timing=settle.get("result", {}).get("value", {}),
         probe=result.get("result", {}).get("value"),
+        cpu=cpu,
     )
