@@ -54,35 +54,53 @@ def from_records(
 
 
 def audit_html(audit: Mapping[str, Any] | None, validation: Sequence[Mapping[str, Any]]) -> str:
-    """Tier 1 (schema at ingestion) and Tier 2 (the allocation audit, point-in-time cuts)."""
-    parts = ["<h3>Tier 1: schema validation at ingestion</h3>", _tier1(validation)]
+    """Every validation record (Tier 1 schema at ingestion, Tier 2 audit, per-step checks), then
+    the Tier 2 audit in detail (checks, point-in-time cuts) and the allocation warnings."""
+    parts = ["<h3>Validation records</h3>", _validation_table(validation)]
     parts += ["<h3>Tier 2: audit of the final allocation</h3>", _tier2(audit)]
     return "".join(parts)
 
 
-def _tier1(validation: Sequence[Mapping[str, Any]]) -> str:
+def _failures(failures: Sequence[Any]) -> str:
+    """``3 finite (2024-01-02 AAA)``-style text for typed failure records; a count otherwise."""
+    if not failures:
+        return "0"
+    shown = []
+    for f in failures[:3]:
+        if isinstance(f, Mapping):
+            where = f" ({f['example']})" if f.get("example") else ""
+            count = f.get("count", 1)
+            shown.append(f"{count:,} {f.get('check', '?')}{where}")
+        else:
+            shown.append(str(f))
+    more = f" and {len(failures) - 3} more" if len(failures) > 3 else ""
+    return esc("; ".join(shown) + more)
+
+
+def _validation_table(validation: Sequence[Mapping[str, Any]]) -> str:
     if not validation:
-        return '<p class="muted">no Tier 1 record for this run (not recorded or not passed in)</p>'
+        return (
+            '<p class="muted">no validation record for this run (not recorded or not passed in)</p>'
+        )
     rows = []
     for v in validation:
-        skipped = bool(v.get("skipped"))
         ok = v.get("passed")
-        state = (
-            badge(None, "skipped (validated before)")
-            if skipped
-            else badge(bool(ok), "passed" if ok else "FAILED")
-        )
+        if v.get("skipped"):
+            state = badge(None, "skipped (validated before)")
+        else:
+            state = badge(bool(ok), "passed" if ok else "FAILED")
         rows.append(
             [
+                esc(v.get("tier", "tier1")),
                 esc(v.get("target", EM_DASH)),
                 state,
-                f"{len(v.get('failures') or []):,}",
+                _failures(v.get("failures") or []),
                 f"<code>{esc(str(v.get('source_digest') or EM_DASH)[:16])}</code>",
                 esc(v.get("seq", EM_DASH)),
             ]
         )
-    head = ["input", "result", "failures", "source digest", "ledger seq"]
-    return data_table(head, rows, [False, False, True, False, True])
+    head = ["tier", "target", "result", "failures", "source digest", "ledger seq"]
+    return data_table(head, rows, [False, False, False, False, False, True])
 
 
 def _tier2(audit: Mapping[str, Any] | None) -> str:

@@ -220,6 +220,9 @@ def test_audit_and_provenance_come_from_the_ledger_records() -> None:
                                                "source": "builtin"}},
         {"seq": 9, "kind": "validation", "data": {"tier": "tier1", "target": "prices",
          "passed": True, "skipped": False, "failures": [], "source_digest": "src"}},
+        {"seq": 11, "kind": "validation", "data": {"tier": "tier2", "target": "weights",
+         "passed": False, "skipped": False, "failures": [{"check": "max_weight", "count": 2,
+                                                          "example": "2020-03-31 AAA"}]}},
         {"seq": 10, "kind": "allocation_audit", "data": {"passed": True, "checks": ["finite"],
          "n_violations": 0, "violations": [], "pit_cuts": ["2020-03-31"], "seconds": 0.1,
          "pit_seconds": 0.05, "warnings": ["2 rebalances hold only cash"]}},
@@ -229,9 +232,10 @@ def test_audit_and_provenance_come_from_the_ledger_records() -> None:
     audit_html = re.search(r'<section id="audit">(.*?)</section>', page, re.S).group(1)
     assert "2020-03-31" in audit_html and "2 rebalances hold only cash" in audit_html
     assert "finite" in audit_html and ">passed<" in audit_html
+    assert "tier2" in audit_html and "2 max_weight (2020-03-31 AAA)" in audit_html
     prov = re.search(r'<section id="provenance">(.*?)</section>', page, re.S).group(1)
     for text in ("cfgdigest", "datadigest", "0.1.0", "abc123", "uncommitted", "runs/audit.jsonl",
-                 "7–10", f"python -m qpipe replay {RUN_ID} --ledger runs/audit.jsonl"):  # fmt: skip
+                 "7–11", f"python -m qpipe replay {RUN_ID} --ledger runs/audit.jsonl"):  # fmt: skip
         assert text in prov, text
 
 
