@@ -37,6 +37,7 @@ class RunRecorder:
     def __init__(self, ledger: Ledger | str, run_id: str) -> None:
         self.ledger = ledger if isinstance(ledger, Ledger) else Ledger(ledger)
         self.run_id = run_id
+        self.written: list[dict[str, Any]] = []  # this recorder's records, as written (the report)
 
     def __repr__(self) -> str:
         return f"RunRecorder({self.ledger!r}, {self.run_id!r})"
@@ -49,7 +50,9 @@ class RunRecorder:
         if isinstance(payload, p.Recovered):
             msg = "`recovered` records are written by the ledger itself"
             raise LedgerError(msg)
-        return self.ledger._append(self.run_id, payload.KIND, payload.to_data())
+        record = self.ledger._append(self.run_id, payload.KIND, payload.to_data())
+        self.written.append(record)
+        return record
 
     def run_started(self, payload: p.RunStarted) -> dict[str, Any]:
         """A run began."""

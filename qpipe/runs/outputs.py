@@ -48,8 +48,9 @@ def _artifact(env: RunEnv, name: str, digest: str) -> None:
 
 
 def _report_html(env: RunEnv, backtest: Backtest) -> str:
+    """The run page from the run's frames and the ledger records written so far."""
     from qpipe.backtest.metrics import equal_weight_benchmark
-    from qpipe.report import render_report
+    from qpipe.views import ReportInputs, from_records, render_run_page
 
     ctx, store = backtest.context, env.store
     equity = store.open(ctx["equity"])
@@ -58,16 +59,29 @@ def _report_html(env: RunEnv, backtest: Backtest) -> str:
     bench_eq = (
         bench.join(equity.select("date"), on="date", how="semi")
         .sort("date")
-        .select("date", (pl.col("return").fill_null(0.0) + 1).cum_prod().mul(k).alias("equity"))
+        .select(
+            "date",
+            (pl.col("return").fill_null(0.0) + 1).cum_prod().mul(k).alias("equity"),
+            pl.col("return").fill_null(0.0),
+        )
     )
-    return render_report(
-        equity=equity,
-        benchmark_equity=bench_eq,
-        weights=store.open(ctx["weights"]),
-        metrics=backtest.metrics,
-        config_toml=env.cfg.to_toml(),
-        run_id=env.run_id,
-        created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ"),
+    audit, validation, provenance = from_records(env.run_id, env.recorder.written, env.ledger.path)
+    return render_run_page(
+        ReportInputs(
+            equity=equity,
+            benchmark_equity=bench_eq,
+            weights=store.open(ctx["weights"]),
+            trades=store.open(ctx["trades"]),
+            prices=store.open(ctx["prices"]),  # memory-mapped; read only for a book with shorts
+            metrics=backtest.metrics,
+            audit=audit,
+            validation=validation,
+            provenance=provenance,
+            backtest=dict(env.cfg.backtest),
+            config_toml=env.cfg.to_toml(),
+            run_id=env.run_id,
+            created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ"),
+        )
     )
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from qpipe.backtest.accounting import PERIODS_PER_YEAR
+from qpipe.conventions import PERIODS_PER_YEAR
 
 ROLLING_WINDOW = 126  # half a year of trading days: rolling Sharpe, volatility and beta
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
-from qpipe.backtest.accounting import PERIODS_PER_YEAR
+from qpipe.conventions import PERIODS_PER_YEAR
 from qpipe.views import analytics as an
 from qpipe.views.charts import BENCH, GREY, NEG, STRATEGY, Chart, ChartSet, Series, level
 from qpipe.views.run_tables import yearly_table

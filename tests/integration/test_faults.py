@@ -93,7 +93,7 @@ KILL_POINTS = [
     ("stage", {"kill": "qpipe.store.arrow:file_digest", "nth": 2}, "validation"),
     # the audit ends with its allocation_audit record and its tier2 validation record
     ("backtest", {"kill": "qpipe.store.arrow:file_digest", "nth": 5}, "validation"),
-    ("report", {"arm": "qpipe.report:render_report", "kill": "os:replace", "nth": 1}, "artifact"),
+    ("report", {"arm": "qpipe.views:render_run_page", "kill": "os:replace", "nth": 1}, "artifact"),
 ]
 
 

@@ -66,6 +66,24 @@ def test_default_run_writes_the_run_folder(default_run):
     assert run_dir.name in html and 'id="chart-equity"' in html and "qpipe-chart-data" in html
 
 
+def test_default_run_report_shows_the_recorded_audit_and_provenance(default_run):
+    (run_dir,) = _run_dirs(default_run)
+    html = (run_dir / "report.html").read_text()
+    records = [r for r in _ledger(default_run) if r["run_id"] == run_dir.name]
+    audit = html.split('<section id="audit">', 1)[1].split("</section>", 1)[0]
+    prov = html.split('<section id="provenance">', 1)[1].split("</section>", 1)[0]
+    started = next(r for r in records if r["kind"] == "run_started")
+    assert started["data"]["config_digest"] in prov
+    assert f"python -m qpipe replay {run_dir.name} --ledger" in prov
+    # the ledger records written before the report, by seq and kind
+    before = [r for r in records if r["seq"] < records[-1]["seq"] and r["kind"] != "run_finished"]
+    assert f"{before[0]['seq']} run_started" in prov
+    for kind in ("tier1", "tier2"):
+        assert f"<td>{kind}</td>" in audit
+    cuts = next(r for r in records if r["kind"] == "allocation_audit")["data"]["pit_cuts"]
+    assert cuts and all(c in audit for c in cuts)
+
+
 def test_default_run_is_recorded_in_the_ledger(default_run):
     records = _ledger(default_run)
     kinds = [r["kind"] for r in records]
