@@ -367,7 +367,8 @@ def kinds_table() -> str:
     rows = ["| kind | `data` fields | what it records |", "|---|---|---|"]
     from qpipe.ledger.imports import DataImport  # its own module (this one is at its size limit)
 
-    for cls in (*PAYLOADS, DataImport):
+    kinds: tuple[type[Payload], ...] = (*PAYLOADS, DataImport)
+    for cls in kinds:
         if cls.DATA_DOC:
             summary = (cls.__doc__ or "").strip().splitlines()[0]
             rows.append(f"| `{cls.KIND}` | {cls.DATA_DOC} | {summary} |")
