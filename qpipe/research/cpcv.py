@@ -22,7 +22,7 @@ Sharpe ratios here are annualised like ``metrics.json`` (mean / std(ddof=1) * sq
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,31 +157,53 @@ def evaluate_cpcv(
 
 
 def trial_returns(
-    prices: pl.DataFrame, panel: Any, base: ThreadSafeConfig, sets: Sequence[dict[str, Any]]
+    prices: pl.DataFrame,
+    panel: Any,
+    base: ThreadSafeConfig,
+    sets: Sequence[Mapping[str, Any]],
+    *,
+    full_history: bool = True,
 ) -> np.ndarray:
-    """Daily returns (panel dates x sets) of each set's backtest over the whole history.
+    """Daily returns (dates x sets) of each set's backtest.
 
+    ``full_history``: over every panel date (``backtest.start``/``end`` ignored; CPCV);
+    otherwise over the base config's window (every set must share it; a sweep's trials).
     The batched path: signals once per signal set, weights once per set, the compiled kernel
     per set (:func:`qpipe.backtest.batch_sim.trial_equity`, the accounting of a metrics row).
     Days before a set's first trade return 0; after a ruin (equity <= 0) too.
     """
     from qpipe.backtest.batch_config import ConfigBuilder
-    from qpipe.backtest.batch_sim import trial_equity
     from qpipe.backtest.batch_weights import SignalSet
 
-    builder = ConfigBuilder(base.replace(backtest={"start": "", "end": ""}).to_dict())
+    if full_history:
+        base = base.replace(backtest={"start": "", "end": ""})
+    builder = ConfigBuilder(base.to_dict())
     configs = [builder.get(dict(p)) for p in sets]
     out = np.zeros((panel.days.size, len(configs)))
+    windows: set[tuple[int, int]] = set()
     groups: dict[str, list[int]] = {}
     for j, cfg in enumerate(configs):
         groups.setdefault(cfg.signal_key, []).append(j)
     for members in groups.values():  # one signal set alive at a time
         signals = SignalSet(configs[members[0]], prices, panel)
         for j in members:
-            rows, wmat = signals.weights(configs[j])
-            a, equity = trial_equity(panel, rows, wmat, configs[j])
-            prev = np.concatenate(([configs[j].backtest.initial_capital], equity[:-1]))
-            with np.errstate(divide="ignore", invalid="ignore"):
-                r = np.where(prev > 0, equity / prev - 1.0, 0.0)
+            a, r = _set_returns(panel, signals, configs[j])
             out[a : a + r.size, j] = r
-    return out
+            windows.add((a, a + r.size))
+    if full_history or not windows:
+        return out
+    if len(windows) > 1:
+        msg = "the sets' backtest windows differ; their returns cannot share one date axis"
+        raise ResearchError(msg)
+    ((a, b),) = windows
+    return out[a:b]
+
+
+def _set_returns(panel: Any, signals: Any, cfg: Any) -> tuple[int, np.ndarray]:
+    from qpipe.backtest.batch_sim import trial_equity
+
+    rows, wmat = signals.weights(cfg)
+    a, equity = trial_equity(panel, rows, wmat, cfg)
+    prev = np.concatenate(([cfg.backtest.initial_capital], equity[:-1]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return a, np.where(prev > 0, equity / prev - 1.0, 0.0)

@@ -1,0 +1,169 @@
+"""``python -m qpipe stats SWEEP_ID``: is the sweep's best trial real, given every trial tried?
+
+Step by step, :func:`sweep_stats`:
+
+1. reads the ledger and counts the trials (:func:`~qpipe.research.trials.count_trials`:
+   ``ledger`` = every sweep of the same data and grid keys, ``sweep`` = this one, or N given);
+2. reads the counted sweeps' chunk files (listed in their ``sweep_chunk`` records) for the
+   finished trials' Sharpe ratios (V) and the judged sweep's best trial by its ranking metric;
+3. re-runs that trial's backtest through the batched path on the stored prices (the sweep's
+   own data digest and base config) for its daily returns: SR, skew, kurtosis, T;
+4. PBO (CSCV, 16 blocks) over the judged sweep's finished trials when there are at most
+   ``pbo_limit`` of them (each is re-run for its daily returns);
+5. records ``trial_stats`` (the sweeps it counted, N, V, SR0, DSR, MinTRL, PBO) and returns
+   the values with the one-line verdict.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from qpipe.backtest.accounting import PERIODS_PER_YEAR
+from qpipe.config import ThreadSafeConfig
+from qpipe.errors import ResearchError
+from qpipe.ledger import Ledger, RunRecorder, records
+from qpipe.ledger import payloads as p
+from qpipe.research.cpcv import trial_returns
+from qpipe.research.trials import TrialCount, count_trials, trial_statistics, verdict
+from qpipe.store import ArrowStore
+
+__all__ = ["SweepStats", "sweep_stats"]
+
+PBO_LIMIT = 2_000
+
+
+@dataclass(frozen=True)
+class SweepStats:
+    """What ``stats`` found: the judged trial, the count, the values and the verdict line."""
+
+    stats_id: str
+    sweep_id: str
+    trial: int
+    params: dict[str, Any]
+    count: TrialCount
+    values: dict[str, Any]
+    pbo: Any  # qpipe.stats.PBOResult or None
+    trial_sharpes: np.ndarray  # per-period, of the counted finished trials
+
+    @property
+    def line(self) -> str:
+        return verdict(self.values)
+
+
+def _chunk_rows(paths: tuple[str, ...]) -> pl.DataFrame | None:
+    frames = []
+    for path in paths:
+        try:
+            frames.append(pl.read_ipc(path))
+        except OSError as exc:
+            msg = f"sweep chunk file `{path}` cannot be read: {exc}"
+            raise ResearchError(msg) from None
+    return pl.concat(frames, how="diagonal_relaxed") if frames else None
+
+
+def _best(rows: pl.DataFrame, metric: str) -> dict[str, Any]:
+    from qpipe.sweep import LOWER_IS_BETTER
+
+    ok = rows.filter((pl.col("status") == "ok") & pl.col(metric).is_not_null())
+    ok = ok.filter(pl.col(metric).is_not_nan())
+    if ok.height == 0:
+        msg = f"no finished trial of the sweep has a `{metric}`"
+        raise ResearchError(msg)
+    desc = metric not in LOWER_IS_BETTER
+    return ok.sort([metric, "trial"], descending=[desc, False]).row(0, named=True)
+
+
+def _sharpes(count: TrialCount) -> np.ndarray:
+    out = []
+    for sweep in count.sweeps:
+        rows = _chunk_rows(sweep.chunk_paths)
+        if rows is not None:
+            ok = rows.filter(pl.col("status") == "ok")["sharpe"].cast(pl.Float64)
+            out.append(ok.drop_nulls().drop_nans().to_numpy() / math.sqrt(PERIODS_PER_YEAR))
+    return np.concatenate(out) if out else np.empty(0)
+
+
+def _prices_and_panel(started: dict[str, Any], store: ArrowStore) -> tuple[pl.DataFrame, Any]:
+    from qpipe.backtest.batch import build_panel
+    from qpipe.backtest.panel import open_panel
+
+    ref = store.ref_for(str(started["data_digest"]))
+    if ref is None:
+        msg = f"the sweep's prices ({started['data_digest'][:12]}) are not in store `{store.root}`"
+        raise ResearchError(msg)
+    return store.open(ref), open_panel(build_panel(ref, store), store)
+
+
+def _params(row: dict[str, Any], keys: list[str]) -> dict[str, Any]:
+    return {k: row[k] for k in keys}
+
+
+def sweep_stats(
+    sweep_id: str,
+    *,
+    out: str | Path | None = None,
+    ledger: str | Path | None = None,
+    config: ThreadSafeConfig | None = None,
+    trials_from: str | int = "ledger",
+    pbo_limit: int = PBO_LIMIT,
+) -> SweepStats:
+    """Judge ``sweep_id``'s best trial with the honest N (see the module docstring)."""
+    from qpipe.api import new_run_id, resolve_paths
+
+    paths = resolve_paths(config or ThreadSafeConfig.default(), out, ledger)
+    if not Path(paths.ledger).exists():
+        msg = f"ledger `{paths.ledger}` does not exist"
+        raise ResearchError(msg)
+    count = count_trials(records(paths.ledger), sweep_id, trials_from)
+    started = dict(count.started)
+    keys = [str(k) for k, _ in started["grid"]]
+    rows = _chunk_rows(count.sweeps[0].chunk_paths)
+    if rows is None:
+        msg = f"sweep `{sweep_id}` has no finished chunk in the ledger"
+        raise ResearchError(msg)
+    best = _best(rows, str(started.get("metric", "sharpe")))
+    base = ThreadSafeConfig.from_mapping(started["config"])
+    store_root = base.store.path or paths.store
+    prices, panel = _prices_and_panel(started, ArrowStore(store_root))
+    returns = trial_returns(prices, panel, base, [_params(best, keys)], full_history=False)
+    sharpes = _sharpes(count)
+    values = trial_statistics(returns[:, 0], sharpes, count.n_trials)
+    result = _pbo(rows, keys, prices, panel, base, pbo_limit)
+    values["pbo"] = None if result is None else result.to_dict()
+    stats_id = new_run_id()
+    RunRecorder(Ledger(paths.ledger), stats_id).trial_stats(
+        p.TrialStats(
+            sweep_id=sweep_id,
+            trial=int(best["trial"]),
+            trials_from=count.trials_from,
+            n_trials=count.n_trials,
+            sweeps_counted=[s.to_dict() for s in count.sweeps],
+            values=values,
+        )
+    )
+    trial, params = int(best["trial"]), _params(best, keys)
+    return SweepStats(stats_id, sweep_id, trial, params, count, values, result, sharpes)
+
+
+def _pbo(
+    rows: pl.DataFrame,
+    keys: list[str],
+    prices: pl.DataFrame,
+    panel: Any,
+    base: ThreadSafeConfig,
+    limit: int,
+) -> Any:
+    from qpipe.stats import pbo
+
+    ok = rows.filter(pl.col("status") == "ok").sort("trial")
+    if ok.height < 2 or ok.height > limit:
+        return None
+    sets = [_params(r, keys) for r in ok.iter_rows(named=True)]
+    returns = trial_returns(prices, panel, base, sets, full_history=False)
+    return pbo(returns, 16) if returns.shape[0] >= 16 else None
