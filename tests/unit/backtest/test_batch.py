@@ -58,14 +58,16 @@ def single_run(cfg: ThreadSafeConfig, prices: pl.DataFrame) -> dict[str, Any]:
             start=b.start,
             end=b.end,
         )
+        eq = equity.collect()
         row = (
-            metrics_stage.fn(equity, weights, prices.lazy(), initial_capital=b.initial_capital)
+            metrics_stage.fn(eq.lazy(), weights, prices.lazy(), initial_capital=b.initial_capital)
             .collect()
             .row(0, named=True)
         )
+        partial = bool((eq["unfilled"] > 0).any())
     except QpipeError as exc:
         return {"error": str(exc).splitlines()[0]}
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"_partial_fill": partial}
     for k, v in row.items():  # qpipe.api._json_number
         if v is None or not math.isfinite(v):
             out[k] = None
