@@ -12,7 +12,8 @@ timing (``build_panel``; its time is reported apart).
   sets) mapped over two worker processes (the machine's 2 cores) with
   :func:`qpipe.backtest.batch.evaluate_chunk`, the tables concatenated and sorted by trial. Every
   row must be ``ok`` with finite metrics. Sizes 10^2, 10^3, 10^4 show the cost per trial stays
-  flat; peak RSS (the driver plus each worker's peak) is reported at 10^4.
+  flat. Also reported: the workers' CPU seconds (backtests per CPU-second does not depend on
+  how busy the shared machine is) and peak RSS (the driver's plus each worker's ``VmHWM``).
 - ``qpipe-1proc``: the same 1,000 trials in this process (for the per-core ratio with vectorbt).
 - ``vectorbt``: ``Portfolio.from_orders(size_type="targetpercent", group_by=..., cash_sharing=
   True, call_seq="auto", fees=0.001)`` on the *same target weights* (qpipe's, as a wide frame:
@@ -92,8 +93,24 @@ def sweep_panel(bench_store) -> dict[str, Any]:
     return {"panel": panel, "root": str(bench_store.root), "build_s": seconds}
 
 
-def _worker_rss() -> int:
+def _driver_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _peak_rss(pid: int) -> int:
+    """A process's peak resident set (``VmHWM``), in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    import psutil
+
+    times = [psutil.Process(pid).cpu_times() for pid in pids]
+    return sum(t.user + t.system for t in times)
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +157,8 @@ def test_sweep_throughput(benchmark, request, sweep_panel, workers, size):
     benchmark.group = "sweep-throughput"
     n = SIZES[size]
     trials = grid(n)
-    parent0 = _worker_rss()
+    pids = list(workers._processes)  # the pool's worker processes
+    cpu0 = _cpu_seconds(pids)
     table = benchmark.pedantic(
         lambda: run_sweep(workers, sweep_panel["panel"], sweep_panel["root"], trials),
         rounds=1,
@@ -148,8 +166,8 @@ def test_sweep_throughput(benchmark, request, sweep_panel, workers, size):
     )
     check_rows(table, n)
     best = record(benchmark, "sweep-throughput", "qpipe-2proc", size)
-    worker_peaks = [f.result() for f in [workers.submit(_worker_rss) for _ in range(4)]]
-    rss = _worker_rss() + 2 * max(worker_peaks)
+    cpu = _cpu_seconds(pids) - cpu0
+    rss = _driver_rss() + sum(_peak_rss(pid) for pid in pids)
     per_s = n / best
     benchmark.extra_info.update(
         {
@@ -158,7 +176,8 @@ def test_sweep_throughput(benchmark, request, sweep_panel, workers, size):
             "ms_per_trial": 1e3 * best / n,
             "panel_build_s": sweep_panel["build_s"],
             "peak_rss_mb_driver_plus_workers": rss / 2**20,
-            "driver_rss_before_mb": parent0 / 2**20,
+            "worker_cpu_s": cpu,
+            "backtests_per_cpu_s": n / cpu if cpu > 0 else None,
             "load_avg_1m": os.getloadavg()[0],
         }
     )

@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -24,12 +25,22 @@ from qpipe.backtest.batch_config import TrialConfig
 from qpipe.backtest.metrics import metrics_from_arrays
 from qpipe.backtest.panel import Panel
 from qpipe.errors import BacktestError, QpipeError
-from qpipe.stages.backtest import _iso
 
 __all__ = ["BATCH", "TrialSim", "simulate_trials", "trial_equity"]
 
 # Trials per run_many call: their daily arrays (4 x 8 bytes x dates each) are alive together.
 BATCH = 64
+
+
+def _iso(name: str, value: str) -> date | None:
+    """``backtest.start``/``end`` as the backtest stage reads them (``""`` = unbounded)."""
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        msg = f"`backtest.{name}` must be an ISO date (YYYY-MM-DD) or empty, got {value!r}"
+        raise BacktestError(msg) from None
 
 
 @dataclass
