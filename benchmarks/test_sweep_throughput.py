@@ -80,11 +80,10 @@ def base_config() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def sweep_panel(bench_store) -> dict[str, Any]:
-    from qpipe.data.universe import builtin_universe
-    from qpipe.ingest import ingest_frame
+    from qpipe.api import builtin_dataset
 
-    frame = builtin_universe()  # 500 symbols x 10 years, seed 7
-    prices = ingest_frame(frame, bench_store, name="builtin", validate=False).ref
+    # 500 symbols x 10 years, seed 7, ingested once as a run ingests it
+    prices = builtin_dataset(ThreadSafeConfig.default().data, bench_store).ref
     t0 = time.perf_counter()
     panel = build_panel(prices, bench_store)
     seconds = time.perf_counter() - t0
