@@ -21,7 +21,7 @@ Prices are rounded to 4 decimals and floored at 0.01, so that a 1-ulp difference
 ``exp`` between CPUs cannot reach the output; ``open``/``high``/``low`` are made consistent after
 rounding. Everything is drawn from one ``numpy.random.default_rng(seed)`` in a fixed order with
 no threading, so a given (symbols, start, end, seed) and NumPy release give byte-identical data;
-:func:`universe_digest` states it and ``tests/unit/test_universe.py`` pins it.
+:func:`universe_digest` states it and ``tests/unit/data/test_universe.py`` pins it.
 """
 
 from __future__ import annotations

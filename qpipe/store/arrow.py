@@ -7,7 +7,7 @@ hundred bytes whatever the data size.
 
 Opening a ref maps the file (``pyarrow.memory_map``) and wraps its buffers as a Polars frame
 without reading them into heap memory. ``pl.read_ipc``/``pl.scan_ipc`` were measured to copy the
-whole file in Polars 2.1, so they are not used here; ``tests/unit/test_store.py`` guards this.
+whole file in Polars 2.1, so they are not used here; ``tests/unit/store/test_arrow.py`` guards this.
 
 Files are written in few, large record batches (opening costs ~0.1 ms per batch) and with a fixed
 batch size, so equal frames give byte-identical files, hence equal digests, on every engine.

@@ -19,8 +19,7 @@ from qpipe.stages.base import Pipeline, stage
 from qpipe.strategy import STRATEGY_KINDS, build_strategy, warmup_days
 from qpipe.validation.audit import audit_allocation
 from qpipe.validation.steps import check_step_output
-
-from .test_features import make_universe
+from tests.unit.stages.test_features import make_universe
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 SHORT = {"lookback": 60, "skip": 5, "fast": 10, "slow": 40, "vol_window": 20}

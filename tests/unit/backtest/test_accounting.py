@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from qpipe.backtest import BacktestResult, simulate
 from qpipe.errors import BacktestError
 
-_REF_PATH = Path(__file__).resolve().parents[1] / "reference_backtest.py"
+_REF_PATH = Path(__file__).resolve().parents[2] / "reference_backtest.py"
 _spec = importlib.util.spec_from_file_location("reference_backtest", _REF_PATH)
 assert _spec is not None and _spec.loader is not None
 ref = importlib.util.module_from_spec(_spec)

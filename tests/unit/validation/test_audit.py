@@ -17,8 +17,7 @@ from qpipe.errors import AllocationAuditError
 from qpipe.stages.base import Pipeline, stage
 from qpipe.strategy import build_strategy
 from qpipe.validation.audit import CHECKS, audit_allocation
-
-from .test_features import make_universe
+from tests.unit.stages.test_features import make_universe
 
 CFG = ThreadSafeConfig.from_mapping(
     {

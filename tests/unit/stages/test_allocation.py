@@ -15,8 +15,7 @@ from qpipe.errors import StageError
 from qpipe.stages.allocation import allocate, rebalance_dates, vol_target_scale
 from qpipe.stages.features import features
 from qpipe.stages.signals import cross_sectional
-
-from .test_features import make_universe
+from tests.unit.stages.test_features import make_universe
 
 D = dt.date(2024, 1, 2)
 
