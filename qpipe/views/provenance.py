@@ -132,6 +132,18 @@ def _tier2(audit: Mapping[str, Any] | None) -> str:
     return out
 
 
+def _universe(datasets: Sequence[Mapping[str, Any]]) -> str:
+    """The survivorship flag: whether the prices' universe is point-in-time (from the ledger)."""
+    flags = [d.get("point_in_time") for d in datasets if d.get("name") == "prices"]
+    if not flags or flags[-1] is None:
+        return EM_DASH + " (not recorded)"
+    if flags[-1]:
+        return badge(True, "point-in-time") + " members chosen only while they were members"
+    return badge(None, "not point-in-time") + (
+        " every priced symbol is eligible on every date: survivorship bias is possible"
+    )
+
+
 def provenance_html(p: Mapping[str, Any]) -> str:
     """Run id, digests, code version, ledger file and sequence numbers, the replay command."""
     if not p:
@@ -156,6 +168,7 @@ def provenance_html(p: Mapping[str, Any]) -> str:
         ("run id", code(p.get("run_id"))),
         ("config digest", code(p.get("config_digest"))),
         ("data digest", data or EM_DASH),
+        ("universe", _universe(p.get("datasets") or [])),
         ("code version", code(p.get("code_version"))),
         ("commit", commit),
         ("engine", code(p.get("engine"))),

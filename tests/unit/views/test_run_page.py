@@ -217,7 +217,7 @@ def test_audit_and_provenance_come_from_the_ledger_records() -> None:
         {"seq": 7, "kind": "run_started", "data": {"config_digest": "cfgdigest", "code_version":
          "0.1.0", "git_commit": "abc123", "git_dirty": True, "engine": "local"}},
         {"seq": 8, "kind": "dataset", "data": {"name": "prices", "digest": "datadigest",
-                                               "source": "builtin"}},
+                                               "source": "builtin", "point_in_time": False}},
         {"seq": 9, "kind": "validation", "data": {"tier": "tier1", "target": "prices",
          "passed": True, "skipped": False, "failures": [], "source_digest": "src"}},
         {"seq": 11, "kind": "validation", "data": {"tier": "tier2", "target": "weights",
@@ -234,6 +234,7 @@ def test_audit_and_provenance_come_from_the_ledger_records() -> None:
     assert "finite" in audit_html and ">passed<" in audit_html
     assert "tier2" in audit_html and "2 max_weight (2020-03-31 AAA)" in audit_html
     prov = re.search(r'<section id="provenance">(.*?)</section>', page, re.S).group(1)
+    assert "survivorship bias is possible" in prov
     for text in ("cfgdigest", "datadigest", "0.1.0", "abc123", "uncommitted", "runs/audit.jsonl",
                  "7–11", f"python -m qpipe replay {RUN_ID} --ledger runs/audit.jsonl"):  # fmt: skip
         assert text in prov, text
