@@ -20,10 +20,11 @@ import numpy as np
 
 from qpipe.backtest._batch_kernel import run_many
 from qpipe.backtest._kernel import run_kernel
-from qpipe.backtest.accounting import PERIODS_PER_YEAR, _check_finite, _check_rate, _day_number
+from qpipe.backtest.accounting import _check_finite, _check_rate, _day_number
 from qpipe.backtest.batch_config import TrialConfig
 from qpipe.backtest.metrics import metrics_from_arrays
 from qpipe.backtest.panel import Panel
+from qpipe.conventions import PERIODS_PER_YEAR
 from qpipe.errors import BacktestError, QpipeError
 
 __all__ = ["BATCH", "TrialSim", "simulate_trials", "trial_equity"]
