@@ -14,8 +14,6 @@ no lock. Its :attr:`~ThreadSafeConfig.digest` (SHA-256 of a canonical JSON form)
 
 from __future__ import annotations
 
-import datetime as dt
-import difflib
 import math
 import tomllib
 from collections.abc import Mapping
@@ -27,6 +25,7 @@ import tomli_w
 
 from qpipe import _fs
 from qpipe._canonical import canonical_digest
+from qpipe._config_check import Schema, check, type_name
 from qpipe._frozen import FrozenTable, canonical, freeze, thaw
 from qpipe.errors import ConfigError
 
@@ -152,109 +151,8 @@ CHOICES = _read_only(CHOICES)
 RANGES = _read_only(RANGES)
 
 
-def _type_name(v: Any) -> str:
-    return {bool: "bool", int: "int", float: "float", str: "string"}.get(type(v), type(v).__name__)
-
-
-def _check(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Merge ``data`` over the defaults, coerce ints to floats where a float is expected, and
-    report every unknown key, wrong type and out-of-range value at once."""
-    problems: list[str] = []
-    merged: dict[str, dict[str, Any]] = {s: dict(t) for s, t in DEFAULTS.items()}
-    for section, table in data.items():
-        if section not in DEFAULTS:
-            hint = difflib.get_close_matches(str(section), DEFAULTS, n=1)
-            tip = f" (did you mean `{hint[0]}`?)" if hint else ""
-            problems.append(f"unknown section `{section}`{tip}")
-            continue
-        if not isinstance(table, Mapping):
-            problems.append(f"`{section}` must be a table, got {_type_name(table)}")
-            continue
-        for key, value in table.items():
-            path = f"{section}.{key}"
-            if section in OPEN_SECTIONS:
-                merged[section][key] = value
-                continue
-            if key not in DEFAULTS[section]:
-                hint = difflib.get_close_matches(str(key), DEFAULTS[section], n=1)
-                tip = f" (did you mean `{section}.{hint[0]}`?)" if hint else ""
-                problems.append(f"unknown key `{path}`{tip}")
-                continue
-            default = DEFAULTS[section][key]
-            if (
-                isinstance(default, float)
-                and isinstance(value, int)
-                and not isinstance(value, bool)
-            ):
-                value = float(value)
-            if (
-                path in DATE_KEYS
-                and isinstance(value, dt.date)
-                and not isinstance(value, dt.datetime)
-            ):
-                value = value.isoformat()
-            if type(value) is not type(default):
-                problems.append(
-                    f"`{path}` must be {_type_name(default)}, got {_type_name(value)} {value!r}"
-                )
-                continue
-            if isinstance(value, float) and not math.isfinite(value):
-                problems.append(f"`{path}` must be finite, got {value}")
-                continue
-            merged[section][key] = value
-    for path, choices in CHOICES.items():
-        section, key = path.split(".")
-        if merged[section][key] not in choices:
-            problems.append(
-                f"`{path}` must be one of {', '.join(choices)}; got {merged[section][key]!r}"
-            )
-    for path, (lo, hi, lo_incl) in RANGES.items():
-        section, key = path.split(".")
-        v = merged[section][key]
-        ok = (v >= lo if lo_incl else v > lo) and v <= hi
-        if not ok:
-            low = f">= {lo}" if lo_incl else f"> {lo}"
-            high = "" if hi == math.inf else f" and <= {hi}"
-            problems.append(f"`{path}` must be {low}{high}, got {v}")
-    problems.extend(_date_problems(merged))
-    s = merged["strategy"]
-    if s["kind"] == "ma_crossover" and s["fast"] >= s["slow"]:
-        problems.append(f"`strategy.fast` ({s['fast']}) must be < `strategy.slow` ({s['slow']})")
-    if s["kind"] == "momentum" and s["skip"] >= s["lookback"]:
-        problems.append(
-            f"`strategy.skip` ({s['skip']}) must be < `strategy.lookback` ({s['lookback']})"
-        )
-    if problems:
-        n = len(problems)
-        head = f"{n} config error{'s' if n > 1 else ''}: "
-        raise ConfigError(head + "; ".join(problems))
-    return merged
-
-
-def _date_problems(merged: dict[str, dict[str, Any]]) -> list[str]:
-    """ISO format for every date key, and start <= end for each pair."""
-    problems: list[str] = []
-    parsed: dict[str, dt.date | None] = {}
-    for path, may_be_empty in DATE_KEYS.items():
-        section, key = path.split(".")
-        value = merged[section][key]
-        if not isinstance(value, str):
-            continue  # already reported as a wrong type
-        if value == "" and may_be_empty:
-            parsed[path] = None
-            continue
-        try:
-            parsed[path] = dt.date.fromisoformat(value)
-            if len(value) != 10:
-                raise ValueError(value)
-        except ValueError:
-            empty = " or empty" if may_be_empty else ""
-            problems.append(f"`{path}` must be an ISO date (YYYY-MM-DD){empty}, got {value!r}")
-    for section in ("data", "backtest"):
-        lo, hi = parsed.get(f"{section}.start"), parsed.get(f"{section}.end")
-        if lo is not None and hi is not None and lo > hi:
-            problems.append(f"`{section}.start` ({lo}) is after `{section}.end` ({hi})")
-    return problems
+def _schema() -> Schema:
+    return Schema(DEFAULTS, OPEN_SECTIONS, DATE_KEYS, CHOICES, RANGES)
 
 
 def parse_scalar(raw: str) -> Any:
@@ -295,7 +193,7 @@ class ThreadSafeConfig:
     __slots__ = ("_digest", "_table")
 
     def __init__(self, data: Mapping[str, Any] | None = None) -> None:
-        merged = _check(data or {})
+        merged = check(data or {}, _schema())
         table = freeze(merged, "")
         object.__setattr__(self, "_table", table)
         digest = canonical_digest(thaw(table))
@@ -347,7 +245,7 @@ class ThreadSafeConfig:
             if section not in data:
                 data[section] = {}
             if not isinstance(table, Mapping):
-                msg = f"`replace({section}=...)` needs a mapping of keys, got {_type_name(table)}"
+                msg = f"`replace({section}=...)` needs a mapping of keys, got {type_name(table)}"
                 raise ConfigError(msg)
             data[section].update(table)
         return ThreadSafeConfig(data)

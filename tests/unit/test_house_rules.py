@@ -18,7 +18,6 @@ MAX_FUNCTION_LINES = 60  # of code: a numpy-style docstring does not count
 PRINTS_TO_MOVE: frozenset[str] = frozenset({"qpipe/ledger.py", "qpipe/sweep.py"})
 OVERSIZE_MODULES: frozenset[str] = frozenset(
     {
-        "qpipe/config.py",
         "qpipe/engines/ray.py",
         "qpipe/ledger.py",
         "qpipe/report.py",
@@ -30,7 +29,6 @@ LONG_FUNCTIONS: frozenset[str] = frozenset(
     {
         "qpipe/backtest/accounting.py::simulate",
         "qpipe/backtest/metrics.py::compute_metrics",
-        "qpipe/config.py::_check",
         "qpipe/data/universe.py::builtin_universe",
         "qpipe/export/mlflow.py::_export_one",
         "qpipe/report.py::_chart",
