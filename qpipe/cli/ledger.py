@@ -62,7 +62,7 @@ def verify_command(args: argparse.Namespace) -> int:
 
 
 def _fmt_metric(name: str, value: Any) -> str:
-    from qpipe.report import format_metric  # one formatting for summary, report and listings
+    from qpipe.views import format_metric  # one formatting for summary, report and listings
 
     if isinstance(value, int | float) or value is None:
         return format_metric(name, value)

@@ -18,7 +18,7 @@ def summary_table(metrics: Mapping[str, float | int | None], *, run_id: str, out
     Two metric/value column pairs; a missing metric shows as an em dash; the run folder is the
     caption so the user knows where the outputs are.
     """
-    from qpipe.report import EM_DASH, METRIC_LABELS, SUMMARY_METRICS, format_metric
+    from qpipe.views import EM_DASH, METRIC_LABELS, SUMMARY_METRICS, format_metric
 
     table = Table(
         title=f"qpipe run {run_id}",

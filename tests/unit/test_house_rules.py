@@ -20,7 +20,6 @@ OVERSIZE_MODULES: frozenset[str] = frozenset(
     {
         "qpipe/engines/ray.py",
         "qpipe/ledger.py",
-        "qpipe/report.py",
         "qpipe/sweep.py",
         "qpipe/validation/audit.py",
     }
@@ -31,9 +30,6 @@ LONG_FUNCTIONS: frozenset[str] = frozenset(
         "qpipe/backtest/metrics.py::compute_metrics",
         "qpipe/data/universe.py::builtin_universe",
         "qpipe/export/mlflow.py::_export_one",
-        "qpipe/report.py::_chart",
-        "qpipe/report.py::render_report",
-        "qpipe/report.py::render_sweep",
         "qpipe/stages/allocation.py::allocate",
         "qpipe/store/gc.py::collect_garbage",
         "qpipe/sweep.py::run_sweep",
