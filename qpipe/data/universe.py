@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -129,19 +131,48 @@ def builtin_universe(
     _validate_args(symbols, seed)
     days = trading_days(start, end)
     n_days, n_sym = len(days), symbols
+    # One generator, drawn from in a fixed order (the helpers below run in this order): equal
+    # arguments give byte-identical frames, and `universe_digest` pins them.
     rng = np.random.default_rng(seed)
-    sqrt_year = np.sqrt(_YEAR)
+    syms = _symbol_params(rng, n_sym)
+    first, last = _listing_windows(rng, n_sym, n_days)
+    ret = _daily_returns(rng, syms, n_days)
+    close = syms.start_price * np.exp(np.cumsum(ret, axis=0))
+    bars = _bars(rng, syms, close, ret)
+    halted = rng.random(size=(n_days, n_sym)) < 0.0005
+    t_idx = np.arange(n_days)[:, None]
+    listed = (t_idx >= first) & (t_idx <= last) & ~halted
+    return _long_frame(days, listed, bars)
 
-    # Per-symbol parameters (drawn first, in a fixed order).
+
+@dataclass(frozen=True)
+class _Symbols:
+    """Per-symbol parameters of the generator."""
+
+    sector: np.ndarray
+    beta: np.ndarray
+    gamma: np.ndarray
+    idio_vol: np.ndarray  # annual
+    mu: np.ndarray  # annual
+    start_price: np.ndarray
+    base_volume: np.ndarray
+
+
+def _symbol_params(rng: np.random.Generator, n_sym: int) -> _Symbols:
     sector = rng.integers(0, _SECTORS, size=n_sym)
     beta = np.clip(rng.normal(1.0, 0.3, size=n_sym), 0.3, 2.0)
     gamma = np.clip(rng.normal(0.8, 0.3, size=n_sym), 0.0, 2.0)
-    idio_vol = rng.uniform(0.15, 0.60, size=n_sym)  # annual
-    mu = 0.07 - 0.10 * (idio_vol - 0.375) + rng.normal(0.0, 0.05, size=n_sym)  # annual
+    idio_vol = rng.uniform(0.15, 0.60, size=n_sym)
+    mu = 0.07 - 0.10 * (idio_vol - 0.375) + rng.normal(0.0, 0.05, size=n_sym)
     start_price = np.exp(rng.normal(np.log(50.0), 0.8, size=n_sym))
     base_volume = np.exp(rng.normal(np.log(1e6), 1.0, size=n_sym))
+    return _Symbols(sector, beta, gamma, idio_vol, mu, start_price, base_volume)
 
-    # Listing windows: ~5% list late, ~5% delist early (disjoint groups).
+
+def _listing_windows(
+    rng: np.random.Generator, n_sym: int, n_days: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """First and last listed day per symbol: ~5% list late, ~5% delist early (disjoint)."""
     order = rng.permutation(n_sym)
     n_late = round(0.05 * n_sym)
     n_early = round(0.05 * n_sym)
@@ -151,73 +182,70 @@ def builtin_universe(
     last[order[n_late : n_late + n_early]] = rng.integers(
         int(0.2 * n_days), max(int(0.95 * n_days), 1) + 1, n_early
     )
+    return first, last
 
-    # Market factor with slowly varying volatility regimes; sector factors.
+
+def _daily_returns(rng: np.random.Generator, syms: _Symbols, n_days: int) -> np.ndarray:
+    """Log returns: drift + persistent alpha (momentum) + market with volatility regimes +
+    sector factors + idiosyncratic noise with a weekly reversal."""
+    n_sym, sqrt_year = syms.beta.size, np.sqrt(_YEAR)
     log_vol = _ar1(rng.normal(0.0, 0.05, size=n_days), 0.99, np.zeros(()))
     vol_var = 0.05**2 / (1 - 0.99**2)  # stationary variance of log_vol: keeps E[scale^2] = 1
     market = rng.normal(0.0, 0.16 / sqrt_year, size=n_days) * np.exp(log_vol - vol_var)
     sectors = rng.normal(0.0, 0.10 / sqrt_year, size=(n_days, _SECTORS))
-
-    # Persistent expected return (momentum) and idiosyncratic noise with weekly reversal.
     phi = 0.5 ** (1.0 / 126.0)
     alpha_sd = 0.12 / _YEAR  # stationary daily spread of the expected return
     alpha0 = rng.normal(0.0, alpha_sd, size=n_sym)
     alpha = _ar1(rng.normal(0.0, alpha_sd * np.sqrt(1 - phi**2), size=(n_days, n_sym)), phi, alpha0)
-    z = rng.normal(0.0, 1.0, size=(n_days + _REVERSAL_LAGS, n_sym)) * (idio_vol / sqrt_year)
+    z = rng.normal(0.0, 1.0, size=(n_days + _REVERSAL_LAGS, n_sym)) * (syms.idio_vol / sqrt_year)
     csum = np.cumsum(z, axis=0)
     past = csum[_REVERSAL_LAGS - 1 : -1] - np.vstack(
         [np.zeros((1, n_sym)), csum[: -_REVERSAL_LAGS - 1]]
     )
     idio = z[_REVERSAL_LAGS:] - _REVERSAL * past / _REVERSAL_LAGS
+    factors = market[:, None] * syms.beta + sectors[:, syms.sector] * syms.gamma
+    return syms.mu / _YEAR + alpha + factors + idio
 
-    ret = mu / _YEAR + alpha + market[:, None] * beta + sectors[:, sector] * gamma + idio
-    close = start_price * np.exp(np.cumsum(ret, axis=0))
 
-    # Intraday: part of each day's move happens overnight; range scales with the symbol's vol.
-    daily_vol = idio_vol / sqrt_year
-    gap = 0.3 * ret + rng.normal(0.0, 0.2, size=(n_days, n_sym)) * daily_vol
+def _price(x: np.ndarray) -> np.ndarray:
+    return np.maximum(np.round(x, _PRICE_DECIMALS), _MIN_PRICE)
+
+
+def _bars(
+    rng: np.random.Generator, syms: _Symbols, close: np.ndarray, ret: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Open, high, low, close, volume: part of each day's move happens overnight; the range
+    scales with the symbol's volatility."""
+    daily_vol = syms.idio_vol / np.sqrt(_YEAR)
+    gap = 0.3 * ret + rng.normal(0.0, 0.2, size=ret.shape) * daily_vol
     prev_close = np.vstack([close[:1] * np.exp(-ret[:1]), close[:-1]])
     open_ = prev_close * np.exp(gap)
-    wick_hi = np.abs(rng.normal(0.0, 0.5, size=(n_days, n_sym))) * daily_vol
-    wick_lo = np.abs(rng.normal(0.0, 0.5, size=(n_days, n_sym))) * daily_vol
+    wick_hi = np.abs(rng.normal(0.0, 0.5, size=ret.shape)) * daily_vol
+    wick_lo = np.abs(rng.normal(0.0, 0.5, size=ret.shape)) * daily_vol
     shock = np.abs(ret) / daily_vol
     volume = np.round(
-        base_volume * np.exp(rng.normal(0.0, 0.3, size=(n_days, n_sym))) * (1 + 0.5 * shock)
+        syms.base_volume * np.exp(rng.normal(0.0, 0.3, size=ret.shape)) * (1 + 0.5 * shock)
     )
-    halted = rng.random(size=(n_days, n_sym)) < 0.0005
-
-    def _price(x: np.ndarray) -> np.ndarray:
-        return np.maximum(np.round(x, _PRICE_DECIMALS), _MIN_PRICE)
-
     close, open_ = _price(close), _price(open_)
     high = np.maximum(_price(np.maximum(open_, close) * np.exp(wick_hi)), np.maximum(open_, close))
     low = np.minimum(_price(np.minimum(open_, close) * np.exp(-wick_lo)), np.minimum(open_, close))
+    return {"open": open_, "high": high, "low": low, "close": close, "volume": volume}
 
-    t_idx = np.arange(n_days)[:, None]
-    listed = (t_idx >= first) & (t_idx <= last) & ~halted
-    # Symbol-major order (transpose) gives rows sorted by (symbol, date).
-    keep = listed.T.ravel()
+
+def _long_frame(days: Any, listed: np.ndarray, bars: dict[str, np.ndarray]) -> pl.DataFrame:
+    """Long rows for the listed (day, symbol) cells, sorted by (symbol, date)."""
+    n_days, n_sym = listed.shape
+    keep = listed.T.ravel()  # symbol-major order (transpose) gives rows sorted by (symbol, date)
     sym_idx = np.repeat(np.arange(n_sym, dtype=np.uint32), n_days)[keep]
     day_idx = np.tile(np.arange(n_days, dtype=np.uint32), n_sym)[keep]
-
     width = max(4, len(str(n_sym)))
     names = pl.Series("symbol", [f"SYM{i + 1:0{width}d}" for i in range(n_sym)], dtype=pl.String)
     dates = pl.Series("date", days, dtype=pl.Date)
-
-    def _col(name: str, values: np.ndarray) -> pl.Series:
-        return pl.Series(name, values.T.ravel()[keep], dtype=pl.Float64)
-
-    return pl.DataFrame(
-        [
-            dates.gather(day_idx),
-            names.gather(sym_idx),
-            _col("open", open_),
-            _col("high", high),
-            _col("low", low),
-            _col("close", close),
-            _col("volume", volume),
-        ]
-    )
+    columns = [
+        pl.Series(name, bars[name].T.ravel()[keep], dtype=pl.Float64)
+        for name in ("open", "high", "low", "close", "volume")
+    ]
+    return pl.DataFrame([dates.gather(day_idx), names.gather(sym_idx), *columns])
 
 
 def universe_digest(

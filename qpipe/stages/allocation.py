@@ -257,53 +257,95 @@ def allocate(
         `date`, `symbol`, `weight` (Float64) sorted by (date, symbol); at least one row per
         rebalance date.
     """
+    _check_params(max_weight, gross_leverage, quantile, top_n)
+    sig = signals.select(*KEYS, pl.col("signal").cast(pl.Float64))
+    on_reb = sig.join(rebalance_dates(sig, rebalance, every_k), on="date", how="semi")
+    cand = _candidates(on_reb, features, scheme)
+    weights = _capped(
+        _scheme_weights(cand, scheme, top_n, quantile, long_only), max_weight, gross_leverage
+    )
+    if target_vol > 0:
+        rets = features.select(*KEYS, pl.col("ret").cast(pl.Float64))
+        weights = _vol_targeted(
+            weights,
+            rets,
+            sig.select("date"),
+            target_vol=target_vol,
+            gross_leverage=gross_leverage,
+            max_weight=max_weight,
+            vol_window=vol_window,
+        )
+    return _with_all_cash_dates(weights, on_reb)
+
+
+def _check_params(max_weight: float, gross_leverage: float, quantile: float, top_n: int) -> None:
     if not (max_weight > 0 and gross_leverage > 0 and 0 < quantile <= 0.5 and top_n >= 1):
         msg = (
             f"allocation params out of range: max_weight={max_weight}, "
             f"gross_leverage={gross_leverage}, quantile={quantile}, top_n={top_n}"
         )
         raise StageError(msg)
-    sig = signals.select(*KEYS, pl.col("signal").cast(pl.Float64))
-    reb = rebalance_dates(sig, rebalance, every_k)
-    on_reb = sig.join(reb, on="date", how="semi")
+
+
+def _candidates(on_reb: pl.LazyFrame, features: pl.LazyFrame, scheme: Scheme) -> pl.LazyFrame:
+    """Rows on rebalance dates with a finite signal (and, for inverse_vol, a positive vol)."""
     cand = on_reb.filter(pl.col("signal").is_not_null() & pl.col("signal").is_finite())
-    if scheme == "inverse_vol":
-        vol = features.select(*KEYS, pl.col("risk_vol").cast(pl.Float64))
-        cand = cand.join(vol, on=list(KEYS), how="left").filter(
-            pl.col("risk_vol").is_finite() & (pl.col("risk_vol") > 0)
-        )
+    if scheme != "inverse_vol":
+        return cand
+    vol = features.select(*KEYS, pl.col("risk_vol").cast(pl.Float64))
+    return cand.join(vol, on=list(KEYS), how="left").filter(
+        pl.col("risk_vol").is_finite() & (pl.col("risk_vol") > 0)
+    )
+
+
+def _capped(weights: pl.LazyFrame, max_weight: float, gross_leverage: float) -> pl.LazyFrame:
+    """Each weight within ±max_weight, then the date's gross scaled down to the limit."""
     w = pl.col("weight")
-    weights = _scheme_weights(cand, scheme, top_n, quantile, long_only)
     weights = weights.with_columns(w.clip(-max_weight, max_weight))
     gross = ordered_sum(w.abs()).over("date")
     # a few-ulp excess (fifty 0.02s added in order give 1.0000000000000004) is no reason to rescale
-    weights = weights.with_columns(
+    return weights.with_columns(
         pl.when(gross > gross_leverage + LIMIT_SLACK)
         .then(w * (gross_leverage / gross))
         .otherwise(w)
         .alias("weight")
     )
-    if target_vol > 0:
-        rets = features.select(*KEYS, pl.col("ret").cast(pl.Float64))
-        sigma = vol_target_scale(weights, rets, sig.select("date"), window=vol_window)
-        g = ordered_sum(w.abs()).over("date")
-        top = w.abs().max().over("date")
-        k = pl.min_horizontal(
-            pl.lit(target_vol) / pl.col("sigma"),
-            pl.lit(gross_leverage) / g,
-            pl.lit(max_weight) / top,
+
+
+def _vol_targeted(
+    weights: pl.LazyFrame,
+    rets: pl.LazyFrame,
+    dates: pl.LazyFrame,
+    *,
+    target_vol: float,
+    gross_leverage: float,
+    max_weight: float,
+    vol_window: int,
+) -> pl.LazyFrame:
+    """Scale each date's book towards ``target_vol``, never past the gross or per-name limits."""
+    w = pl.col("weight")
+    sigma = vol_target_scale(weights, rets, dates, window=vol_window)
+    g = ordered_sum(w.abs()).over("date")
+    top = w.abs().max().over("date")
+    k = pl.min_horizontal(
+        pl.lit(target_vol) / pl.col("sigma"),
+        pl.lit(gross_leverage) / g,
+        pl.lit(max_weight) / top,
+    )
+    return (
+        weights.join(sigma, on="date", how="left")
+        .with_columns(
+            pl.when(pl.col("sigma").is_not_null() & (pl.col("sigma") > 0))
+            .then(w * k)
+            .otherwise(w)
+            .alias("weight")
         )
-        weights = (
-            weights.join(sigma, on="date", how="left")
-            .with_columns(
-                pl.when(pl.col("sigma").is_not_null() & (pl.col("sigma") > 0))
-                .then(w * k)
-                .otherwise(w)
-                .alias("weight")
-            )
-            .select(*KEYS, "weight")
-        )
-    # All-cash rebalance dates keep one weight-0 row so the date stays a rebalance date.
+        .select(*KEYS, "weight")
+    )
+
+
+def _with_all_cash_dates(weights: pl.LazyFrame, on_reb: pl.LazyFrame) -> pl.LazyFrame:
+    """All-cash rebalance dates keep one weight-0 row so the date stays a rebalance date."""
     empty = (
         on_reb.join(weights.select("date").unique(), on="date", how="anti")
         .group_by("date")

@@ -15,11 +15,10 @@ MAX_FUNCTION_LINES = 60  # of code: a numpy-style docstring does not count
 
 # Transitional (issue 10): modules still being split by their owners. This list only shrinks;
 # a module not on it that grows past a limit fails at once.
-PRINTS_TO_MOVE: frozenset[str] = frozenset({"qpipe/ledger.py", "qpipe/sweep.py"})
+PRINTS_TO_MOVE: frozenset[str] = frozenset({"qpipe/sweep.py"})
 OVERSIZE_MODULES: frozenset[str] = frozenset(
     {
         "qpipe/engines/ray.py",
-        "qpipe/ledger.py",
         "qpipe/sweep.py",
         "qpipe/validation/audit.py",
     }
@@ -27,10 +26,7 @@ OVERSIZE_MODULES: frozenset[str] = frozenset(
 LONG_FUNCTIONS: frozenset[str] = frozenset(
     {
         "qpipe/backtest/accounting.py::simulate",
-        "qpipe/backtest/metrics.py::compute_metrics",
-        "qpipe/data/universe.py::builtin_universe",
         "qpipe/export/mlflow.py::_export_one",
-        "qpipe/stages/allocation.py::allocate",
         "qpipe/store/gc.py::collect_garbage",
         "qpipe/sweep.py::run_sweep",
     }
