@@ -14,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
-from qpipe.errors import ConfigError
+from qpipe.errors import DataFormatError
 from qpipe.views import analytics as an
 from qpipe.views import run_charts
 from qpipe.views.charts import ChartSet
@@ -70,7 +70,7 @@ def _sorted_frame(frame: pl.DataFrame, name: str, required: Sequence[str]) -> pl
     missing = [c for c in required if c not in frame.columns]
     if missing:
         msg = f"`{name}` frame lacks column(s) {', '.join(f'`{c}`' for c in missing)}"
-        raise ConfigError(msg)
+        raise DataFormatError(msg)
     return frame.sort("date") if frame.height > 1 else frame
 
 
@@ -120,7 +120,8 @@ def measured_span(inputs: ReportInputs) -> Span:
 def render_run_page(inputs: ReportInputs) -> str:
     """Render ``report.html`` from :class:`ReportInputs` (a pure function of its inputs).
 
-    Raises :class:`~qpipe.errors.ConfigError` if a frame lacks a required column.
+    Raises :class:`~qpipe.errors.DataFormatError` if a frame lacks a required column (a
+    missing column is the data's fault, not the config's).
     """
     weights = _sorted_frame(inputs.weights, "weights", ("date", "symbol", "weight"))
     inputs = _replace_weights(inputs, weights)

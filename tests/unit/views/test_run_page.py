@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from qpipe.errors import ConfigError
+from qpipe.errors import DataFormatError
 from qpipe.views import METRIC_LABELS, format_metric, from_records, render_report, render_run_page
 from tests.unit.views._pages import (
     CONFIG,
@@ -198,7 +198,7 @@ def test_short_and_empty_inputs_show_placeholders() -> None:
 
 
 def test_missing_equity_column_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="`equity` frame lacks column"):
+    with pytest.raises(DataFormatError, match="`equity` frame lacks column"):
         render_run_page(inputs(equity=make_equity(10).drop("turnover")))
 
 
