@@ -88,6 +88,7 @@ DEFAULTS: Mapping[str, Mapping[str, Any]] = {
         "threads": 0,  # local engine threads for independent steps; 0 = 2
         "address": "",  # ray: empty starts a local cluster on loopback
         "num_cpus": 0,
+        "connect_timeout": 30.0,  # ray: seconds to reach `address` before giving up
     },
     "store": {"path": ""},  # empty = <out>/store
     "run": {"out": "runs", "ledger": "", "report": True},
@@ -134,6 +135,7 @@ RANGES: Mapping[str, tuple[float, float, bool]] = {
     "validation.pit_cuts": (0, 100, True),
     "engine.threads": (0, 1024, True),
     "engine.num_cpus": (0, 1_000_000, True),
+    "engine.connect_timeout": (0, 3600, False),
 }
 
 

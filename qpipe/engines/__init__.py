@@ -25,6 +25,7 @@ def make_engine(cfg: ThreadSafeConfig) -> Engine:
         return RayEngine(
             address=cfg.engine.address or None,
             num_cpus=cfg.engine.num_cpus or None,
+            connect_timeout=cfg.engine.connect_timeout,
         )
     msg = f"`engine.kind` must be local or ray, got {kind!r}"
     raise ConfigError(msg)

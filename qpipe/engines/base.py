@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import polars as pl
 
@@ -119,5 +119,20 @@ class Engine(Protocol):
         on_record: Callable[[StageRecord], None] | None = None,
         cache: StepCache | None = None,
     ) -> EngineRun: ...
+
+    def map_chunks(
+        self,
+        fn: Callable[[Any, Any], Any],
+        shared: Any,
+        chunks: Iterable[Any],
+        on_result: Callable[[Any, Any], None],
+    ) -> None:
+        """Call ``on_result(chunk, fn(shared, chunk))`` for every chunk, in any order.
+
+        ``fn`` must be a module-level function (it may run in another process); ``shared``
+        is what every call shares (sent once per engine call, not once per chunk); ``chunks``
+        is read lazily. A sweep evaluates its trials through this.
+        """
+        ...
 
     def close(self) -> None: ...

@@ -15,8 +15,9 @@ merged in pipeline order, so the outputs do not depend on which thread finished 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from qpipe.context import RunContext
 from qpipe.engines.base import EngineRun, OutputCheck, StageRecord, StepCache, step_key
@@ -25,6 +26,10 @@ from qpipe.stages.base import Pipeline, Step
 from qpipe.store import ArrowStore, DatasetRef
 
 __all__ = ["LocalEngine", "run_step"]
+
+S = TypeVar("S")
+C = TypeVar("C")
+R = TypeVar("R")
 
 
 def run_step(
@@ -115,6 +120,22 @@ class LocalEngine:
                 if on_record is not None:
                     on_record(record)
         return EngineRun(context, tuple(records))
+
+    def map_chunks(
+        self,
+        fn: Callable[[S, C], R],
+        shared: S,
+        chunks: Iterable[C],
+        on_result: Callable[[C, R], None],
+    ) -> None:
+        """``on_result(chunk, fn(shared, chunk))`` for each chunk, one after another.
+
+        ``chunks`` is read lazily, so a planner sizing the next chunk from ``on_result`` sees
+        every result first. (One process: the evaluator already uses both cores through
+        Polars and numba; running chunks in parallel threads would only contend for them.)
+        """
+        for chunk in chunks:
+            on_result(chunk, fn(shared, chunk))
 
     def close(self) -> None:
         """Nothing to release; present so every engine can be used the same way."""

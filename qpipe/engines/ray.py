@@ -37,11 +37,13 @@ import logging
 import os
 import secrets
 import shutil
+import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import polars as pl
@@ -56,13 +58,24 @@ from qpipe.stages.base import Pipeline, Step
 from qpipe.store import ArrowStore, DatasetRef, open_ipc, write_ipc_atomic
 from qpipe.store.arrow import BATCH_ROWS
 
-__all__ = ["RayEngine", "ShardSpec", "Transport", "import_ray", "plan_shards"]
+__all__ = [
+    "RayEngine",
+    "ShardSpec",
+    "Transport",
+    "import_ray",
+    "loopback_only",
+    "plan_shards",
+    "probe_address",
+]
 
 Transport = Literal["path", "object"]
 # (column, low, high): rows whose `column` lies in [low, high]; None = the whole input.
 ShardSpec = tuple[str, Any, Any] | None
 
 _OTHER_KEY = {"symbol": "date", "date": "symbol"}
+S = TypeVar("S")
+C = TypeVar("C")
+R = TypeVar("R")
 # Ray >= 2.x reads this when it is imported: with clusters "disabled" every service advertises
 # and listens on 127.0.0.1 instead of the host's network address (checked with `ss -ltnp`).
 _LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
@@ -71,22 +84,83 @@ _LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 def import_ray(*, loopback: bool = False) -> Any:
     """Import ray, or raise :class:`OptionalDependencyError` with the install hint.
 
-    With ``loopback=True`` (a local cluster this process starts) Ray is told to bind its
-    services to 127.0.0.1 before it is imported.
+    With ``loopback=True`` (a test harness that starts clusters itself, e.g. with
+    ``ray.cluster_utils.Cluster``) Ray is told, for the rest of the process, to bind its
+    services to 127.0.0.1. :class:`RayEngine` does not use this: it scopes the same setting to
+    the start of its own cluster (:func:`loopback_only`).
     """
     if loopback:
         os.environ.setdefault(_LOOPBACK_ENV, "0")
+    ray = _import_ray()
+    if loopback and os.environ.get(_LOOPBACK_ENV) == "0":
+        _set_cluster_mode(ray, enabled=False)
+    return ray
+
+
+def _import_ray() -> Any:
     try:
         import ray
     except ImportError:
         msg = "the ray engine needs ray: pip install 'qpipe[ray]'"
         raise OptionalDependencyError(msg) from None
-    if loopback and os.environ.get(_LOOPBACK_ENV) == "0":
-        # ray may have been imported before the variable was set; its constant decides
-        constants = getattr(getattr(ray, "_private", None), "ray_constants", None)
-        if constants is not None and hasattr(constants, "ENABLE_RAY_CLUSTER"):
-            constants.ENABLE_RAY_CLUSTER = False
     return ray
+
+
+def _set_cluster_mode(ray: Any, *, enabled: bool) -> bool | None:
+    """Set Ray's cluster-mode constant (read when it is imported); return the old value."""
+    constants = getattr(getattr(ray, "_private", None), "ray_constants", None)
+    if constants is None or not hasattr(constants, "ENABLE_RAY_CLUSTER"):
+        return None
+    old = bool(constants.ENABLE_RAY_CLUSTER)
+    constants.ENABLE_RAY_CLUSTER = enabled
+    return old
+
+
+@contextlib.contextmanager
+def loopback_only(ray: Any) -> Iterator[None]:
+    """While a local cluster starts: every Ray service binds to 127.0.0.1.
+
+    Ray 2.60 binds the GCS, raylet and workers to the host's network address unless cluster
+    mode is off (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, read by the services it spawns and,
+    as a constant, by the driver; ``_node_ip_address`` alone does not do it: checked with
+    ``ss -ltnp``). Both are set only for the duration of the start and restored afterwards,
+    so nothing leaks into the rest of the process.
+    """
+    before = os.environ.get(_LOOPBACK_ENV)
+    os.environ[_LOOPBACK_ENV] = "0"
+    old = _set_cluster_mode(ray, enabled=False)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(_LOOPBACK_ENV, None)
+        else:
+            os.environ[_LOOPBACK_ENV] = before
+        if old is not None:
+            _set_cluster_mode(ray, enabled=old)
+
+
+def probe_address(address: str, timeout: float) -> None:
+    """Fail fast when nothing listens at a ``host:port`` (or ``ray://host:port``) address.
+
+    ``ray.init`` retries an unreachable address for minutes; a TCP connect with a timeout
+    answers in at most ``timeout`` seconds. ``auto`` and addresses without a port are left to
+    Ray (they name a local cluster or a file).
+    """
+    text = address.removeprefix("ray://")
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        why = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        msg = (
+            f"cannot reach ray at `engine.address` `{address}` within {timeout:g}s ({why}); "
+            f"start the cluster, fix the address, or leave it empty for a local cluster"
+        )
+        raise EngineError(msg) from None
 
 
 # planning -----------------------------------------------------------------------------------
@@ -198,6 +272,11 @@ def _shard_task(
     return {"outputs": outputs, "flags": flags, "attempt": attempt, "node": node}
 
 
+def _chunk_task(fn: Callable[[Any, Any], Any], shared: Any, chunk: Any) -> tuple[Any, str]:
+    """A :meth:`RayEngine.map_chunks` task: ``fn(shared, chunk)`` and the node it ran on."""
+    return fn(shared, chunk), _current_node()
+
+
 def _current_node() -> str:
     import ray  # inside a Ray worker: ray is there
 
@@ -254,6 +333,9 @@ class RayEngine:
         ``"path"``: tasks read and write store files (every node must see the store path).
         ``"object"``: inputs travel as ObjectRefs to Arrow tables in the object store and tasks
         return tables; only the driver touches the store.
+    connect_timeout
+        Seconds to wait for a cluster at ``address`` (a TCP probe, then ``ray.init``) before
+        raising :class:`EngineError` (``[engine] connect_timeout``).
 
     Examples
     --------
@@ -272,6 +354,7 @@ class RayEngine:
         max_retries: int = 2,
         shards: int | None = None,
         transport: Transport = "path",
+        connect_timeout: float = 30.0,
     ) -> None:
         if transport not in ("path", "object"):
             msg = f"ray `transport` must be path or object, got {transport!r}"
@@ -282,10 +365,12 @@ class RayEngine:
         self.max_retries = max(0, int(max_retries))
         self.shards = shards
         self.transport: Transport = transport
+        self.connect_timeout = float(connect_timeout)
         self.stats = TaskStats()
-        self._ray = import_ray(loopback=address is None)
+        self._ray = _import_ray()
         self._started = False
         self._remote: Any = None
+        self._chunk_remote: Any = None
 
     # cluster ---------------------------------------------------------------------------
     @property
@@ -293,27 +378,61 @@ class RayEngine:
         """The ``ray`` module, initialised (a local cluster is started on first use)."""
         ray = self._ray
         if not ray.is_initialized():
+            where = self.address or "a local cluster"
+            if self.address is not None:
+                probe_address(self.address, self.connect_timeout)
             try:
                 if self.address is None:
-                    ray.init(
-                        address="local",
-                        num_cpus=self.num_cpus,
-                        object_store_memory=self.object_store_memory,
-                        include_dashboard=False,
-                        log_to_driver=False,
-                        logging_level=logging.ERROR,
-                    )
+                    with loopback_only(ray):
+                        self._bounded_init(
+                            address="local",
+                            num_cpus=self.num_cpus,
+                            object_store_memory=self.object_store_memory,
+                            include_dashboard=False,
+                        )
                 else:
-                    ray.init(
-                        address=self.address, log_to_driver=False, logging_level=logging.ERROR
-                    )
+                    self._bounded_init(address=self.address)
+            except QpipeError:
+                raise
             except Exception as exc:
-                where = self.address or "a local cluster"
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 msg = f"cannot start or reach ray at `{where}`: {first}"
                 raise EngineError(msg) from None
             self._started = True
         return ray
+
+    def _bounded_init(self, **kwargs: Any) -> None:
+        """``ray.init`` that gives up after ``connect_timeout`` seconds when joining a cluster.
+
+        A port that accepts connections but is not a Ray GCS makes ``ray.init`` retry for
+        minutes; the call runs in a thread and the engine stops waiting at the timeout (the
+        thread is a daemon and dies with the process). A local start is not bounded: it only
+        waits for this machine.
+        """
+        ray = self._ray
+        kwargs |= {"log_to_driver": False, "logging_level": logging.ERROR}
+        if self.address is None:
+            ray.init(**kwargs)
+            return
+        failure: list[BaseException] = []
+
+        def init() -> None:
+            try:
+                ray.init(**kwargs)
+            except BaseException as exc:  # handed to the caller's thread
+                failure.append(exc)
+
+        thread = threading.Thread(target=init, name="qpipe-ray-init", daemon=True)
+        thread.start()
+        thread.join(self.connect_timeout)
+        if thread.is_alive():
+            msg = (
+                f"ray at `engine.address` `{self.address}` did not answer within "
+                f"{self.connect_timeout:g}s (`engine.connect_timeout`); is it a ray cluster?"
+            )
+            raise EngineError(msg)
+        if failure:
+            raise failure[0]
 
     @property
     def started_cluster(self) -> bool:
@@ -335,12 +454,88 @@ class RayEngine:
             self._ray.shutdown()
         self._started = False
         self._remote = None
+        self._chunk_remote = None
 
     def __enter__(self) -> RayEngine:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # chunks ----------------------------------------------------------------------------
+    def map_chunks(
+        self,
+        fn: Callable[[S, C], R],
+        shared: S,
+        chunks: Iterable[C],
+        on_result: Callable[[C, R], None],
+    ) -> None:
+        """``on_result(chunk, fn(shared, chunk))`` for every chunk, as tasks finish.
+
+        ``shared`` is put in the object store once; a task receives ``fn`` (by reference),
+        that ObjectRef and its chunk, so its arguments do not grow with what ``shared`` points
+        at (:attr:`stats` records the pickled size of each task's arguments). At most two
+        tasks per cluster CPU are in flight, and ``chunks`` is read lazily, so a planner that
+        sizes the next chunk from ``on_result`` sees every measurement before cutting it. A
+        task whose worker dies is retried (``max_retries``); an error ``fn`` raises is raised
+        here (a :class:`QpipeError` as itself). On any exception, Ctrl-C included, the tasks
+        in flight are cancelled before it propagates.
+        """
+        ray = self.ray
+        self.stats = TaskStats()
+        shared_ref = ray.put(shared)
+        if self._chunk_remote is None:
+            self._chunk_remote = ray.remote(_chunk_task)
+        task = self._chunk_remote.options(
+            max_retries=self.max_retries, retry_exceptions=False, scheduling_strategy="SPREAD"
+        )
+        window = 2 * self.cluster_cpus()
+        source = iter(chunks)
+        pending: dict[Any, C] = {}
+
+        def fill() -> None:
+            while len(pending) < window:
+                chunk = next(source, None)
+                if chunk is None:
+                    return
+                args = (fn, shared_ref, chunk)
+                self.stats.add(len(ray.cloudpickle.dumps(args)))
+                pending[task.remote(*args)] = chunk
+
+        try:
+            fill()
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                for ref in ready:
+                    chunk = pending.pop(ref)
+                    value, node = self._chunk_value(ref)
+                    self.stats.nodes.add(node)
+                    on_result(chunk, value)
+                fill()
+        except BaseException:
+            for ref in pending:
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref, force=True)
+            raise
+
+    def _chunk_value(self, ref: Any) -> Any:
+        ray = self.ray
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, QpipeError):
+                raise cause.with_traceback(None) from None
+            first = (str(cause or exc).strip().splitlines() or [type(exc).__name__])[0]
+            msg = f"sweep task failed: {type(cause or exc).__name__}: {first}"
+            raise EngineError(msg) from None
+        except ray.exceptions.RayError as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            msg = (
+                f"sweep task could not finish after {self.max_retries} retries: "
+                f"{type(exc).__name__}: {first}"
+            )
+            raise EngineError(msg) from None
 
     # running ---------------------------------------------------------------------------
     def run(

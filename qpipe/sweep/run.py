@@ -1,0 +1,368 @@
+"""Running a sweep: trials are rows, evaluated in chunks by the engine, streamed to disk.
+
+Step by step (:func:`run_sweep`):
+
+1. The grid is checked in full (:mod:`qpipe.sweep.grid`); bad input is a one-line
+   :class:`~qpipe.errors.ConfigError` before any work, recorded as ``sweep_failed``.
+2. The prices are ingested once into the store (the built-in universe is generated once per
+   parameter set and reused), and the evaluator pivots them once into a panel
+   (``build_panel``): every task gets a small ref to it and memory-maps it.
+3. The sweep folder is created, or an unfinished one with the same key is picked up
+   (:mod:`qpipe.sweep.resume`); ``sweep_started`` (or ``sweep_resumed``) goes to the ledger.
+4. The engine maps :func:`qpipe.sweep.task.run_chunk` over chunks of the trials not yet done
+   (:class:`~qpipe.sweep.plan.ChunkPlanner` sizes them from measured speed). Each finished
+   chunk is an Arrow file written atomically and one ``sweep_chunk`` record; the driver holds
+   only counters, so memory does not grow with the number of trials.
+5. The chunk files become ``summary.arrow`` (sorted best first) and ``sweep.html``; then
+   ``sweep_finished``. On any failure, Ctrl-C and SIGTERM included, the trials that finished
+   are written as ``summary.arrow`` all the same, ``sweep_failed`` is recorded, and the error
+   propagates: the same command (or ``--resume SWEEP_ID``) runs only the missing trials.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from qpipe.config import ThreadSafeConfig
+from qpipe.errors import ConfigError, QpipeError
+from qpipe.ledger import Ledger
+from qpipe.sweep.grid import Grid, grid_from_config
+from qpipe.sweep.plan import Chunk, ChunkPlanner
+from qpipe.sweep.record import SweepRecorder
+from qpipe.sweep.resume import SweepFolder, done_trials, find_unfinished, sweep_key
+from qpipe.sweep.summary import assemble, read_chunks, results_digest, write_summary
+from qpipe.sweep.task import DEFAULT_EVALUATOR, ChunkResult, SweepJob, run_chunk
+
+__all__ = ["SweepResult", "run_sweep", "sweep_metric"]
+
+OnEvent = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """The sorted summary and where it was written."""
+
+    sweep_id: str
+    metric: str
+    grid: Grid
+    folder: Path
+    summary: pl.DataFrame
+    results_digest: str
+    seconds: float
+    reused: int = 0  # trials taken from an interrupted earlier attempt
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        return self.grid.keys
+
+    @property
+    def summary_path(self) -> Path:
+        return self.folder / "summary.arrow"
+
+    @property
+    def html_path(self) -> Path | None:
+        path = self.folder / "sweep.html"
+        return path if path.exists() else None
+
+    @property
+    def failed(self) -> pl.DataFrame:
+        return self.summary.filter(pl.col("status") != "ok").sort("trial")
+
+
+def sweep_metric(cfg: ThreadSafeConfig, default: str = "sharpe") -> str:
+    """The ranking metric: ``[sweep] metric`` if set, else ``default``."""
+    metric = cfg.sweep.get("metric", default)
+    if not isinstance(metric, str) or not metric:
+        msg = f"`sweep.metric` must be a metric name such as `sharpe`, got {metric!r}"
+        raise ConfigError(msg)
+    return metric
+
+
+def _as_grid(cfg: ThreadSafeConfig, grid: Grid | Sequence[tuple[str, Sequence[Any]]]) -> Grid:
+    if isinstance(grid, Grid):
+        return grid
+    flags = [(k, list(v), f"entry `{k}`") for k, v in grid]
+    return grid_from_config(cfg.replace(sweep={}), flags)
+
+
+def _ingest(cfg: ThreadSafeConfig, store: Any) -> Any:
+    """The prices' stored ref: the built-in universe (once per parameter set) or a file."""
+    from qpipe.api import _builtin
+    from qpipe.validation.ingest import ingest_prices
+
+    if cfg.data.weights:
+        msg = "a sweep runs the strategy on the prices; `data.weights` must be empty"
+        raise ConfigError(msg)
+    if cfg.data.source == "builtin":
+        return _builtin(cfg, store).ref
+    return ingest_prices(cfg.data.source, store, validate=cfg.validation.mode != "none").ref
+
+
+@contextlib.contextmanager
+def _uninterrupted() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM while the final records are written (delivered afterwards)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+class _Progress:
+    """Counters the driver keeps (never the rows): for events and the final records."""
+
+    def __init__(self, total: int, done: int, emit: OnEvent) -> None:
+        self.total, self.done, self.reused = total, done, done
+        self.ok = self.failed = 0
+        self.start = time.perf_counter()
+        self.emit = emit
+
+    def add(self, result: ChunkResult) -> None:
+        self.done += len(result.trials)
+        self.ok += result.n_ok
+        self.failed += result.n_failed
+        elapsed = time.perf_counter() - self.start
+        fresh = self.done - self.reused
+        rate = fresh / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - self.done) / rate if rate > 0 else None
+        self.emit(
+            "sweep_chunk",
+            {
+                "chunk": result.index,
+                "done": self.done,
+                "total": self.total,
+                "ok": self.ok,
+                "failed": self.failed,
+                "trials_per_s": rate,
+                "eta_s": eta,
+            },
+        )
+
+
+def run_sweep(
+    cfg: ThreadSafeConfig,
+    grid: Grid | Sequence[tuple[str, Sequence[Any]]],
+    *,
+    engine: Any = None,
+    out: str | Path | None = None,
+    ledger: str | Path | None = None,
+    metric: str | None = None,
+    resume: str | None = None,
+    auto_resume: bool = True,
+    on_event: OnEvent | None = None,
+    evaluator: str = DEFAULT_EVALUATOR,
+    argv: Sequence[str] | None = None,
+) -> SweepResult:
+    """Evaluate every trial of ``grid`` over ``cfg``; return the sorted summary.
+
+    Parameters
+    ----------
+    cfg
+        The base config (its ``[sweep]`` table is not re-read: see
+        :func:`~qpipe.sweep.grid.grid_from_config`).
+    grid
+        A checked :class:`Grid`, or ``[(key, values), ...]`` (checked here).
+    engine
+        An engine instance, ``"local"``/``"ray"``, or None for ``cfg.engine.kind``.
+    metric
+        The ranking metric (default: ``[sweep] metric``, else ``sharpe``).
+    resume
+        A sweep id to continue; its grid, config and data must match. Without it an
+        unfinished sweep with the same key is continued when ``auto_resume``.
+    on_event
+        ``(kind, data)`` callback: ``sweep_started`` and ``sweep_chunk`` (progress counters,
+        trials/s, ETA), for a progress line. Nothing is printed.
+    evaluator
+        Module providing ``build_panel`` and ``evaluate_chunk`` (the batched backtest).
+
+    Examples
+    --------
+    >>> grid = grid_from_config(cfg, [("strategy.lookback", [63, 126], "flag")])  # doctest: +SKIP
+    >>> run_sweep(cfg, grid).summary.head()  # doctest: +SKIP
+    """
+    from qpipe.api import new_run_id, resolve_paths
+
+    t0 = time.perf_counter()
+    emit = on_event or (lambda kind, data: None)
+    paths = resolve_paths(cfg, out, ledger)
+    paths.out.mkdir(parents=True, exist_ok=True)
+    paths.ledger.parent.mkdir(parents=True, exist_ok=True)
+    book = Ledger(paths.ledger)
+    recorder = SweepRecorder(book, resume or new_run_id())
+    try:
+        grid = _as_grid(cfg, grid)
+        metric = metric or sweep_metric(cfg)
+        setup = _prepare(cfg, grid, paths, recorder, resume, auto_resume, evaluator, argv)
+    except BaseException as exc:
+        with _uninterrupted(), contextlib.suppress(Exception):
+            recorder.failed(error=type(exc).__name__, message=_first_line(exc), phase="setup")
+        raise
+    folder, job, done, next_index = setup
+    recorder = SweepRecorder(book, folder.sweep_id)
+    n = grid.n_trials
+    emit("sweep_started", {"sweep_id": folder.sweep_id, "folder": str(folder.path),
+                           "n_trials": n, "reused": len(done)})
+    eng, own = _engine(cfg, engine)
+    progress = _Progress(n, len(done), emit)
+    try:
+        workers = eng.cluster_cpus() if hasattr(eng, "cluster_cpus") else 1
+        planner = ChunkPlanner(
+            n, (lambda p: grid.trial_at(p) in done) if done else None,
+            first_index=next_index, workers=workers,
+        )
+
+        def on_result(chunk: Chunk, result: ChunkResult) -> None:
+            planner.observe(len(result.trials), result.seconds)
+            recorder.chunk(
+                index=result.index, trials=result.trials, n_ok=result.n_ok,
+                n_failed=result.n_failed, digest=result.digest, path=result.path,
+                seconds=result.seconds,
+            )
+            progress.add(result)
+
+        eng.map_chunks(run_chunk, job, planner, on_result)
+        summary = _finish(folder, grid, metric)
+    except BaseException as exc:
+        with _uninterrupted():
+            _record_interrupted(folder, grid, metric, recorder, progress, exc)
+        raise
+    finally:
+        if own:
+            eng.close()
+    digest = results_digest(summary)
+    ok = int((summary["status"] == "ok").sum())
+    with _uninterrupted():
+        folder.set_state("finished", results_digest=digest)
+        recorder.finished(
+            n_trials=summary.height, n_ok=ok, n_failed=summary.height - ok,
+            results_digest=digest, summary=str(folder.path / "summary.arrow"),
+            seconds=round(time.perf_counter() - t0, 6),
+        )
+    return SweepResult(
+        folder.sweep_id, metric, grid, folder.path, summary, digest,
+        time.perf_counter() - t0, reused=len(done),
+    )
+
+
+def _engine(cfg: ThreadSafeConfig, engine: Any) -> tuple[Any, bool]:
+    from qpipe.engines import make_engine
+
+    if engine is None or isinstance(engine, str):
+        kind = engine if isinstance(engine, str) else cfg.engine.kind
+        return make_engine(cfg.replace(engine={"kind": kind})), True
+    return engine, False
+
+
+def _prepare(
+    cfg: ThreadSafeConfig,
+    grid: Grid,
+    paths: Any,
+    recorder: SweepRecorder,
+    resume: str | None,
+    auto_resume: bool,
+    evaluator: str,
+    argv: Sequence[str] | None,
+) -> tuple[SweepFolder, SweepJob, set[int], int]:
+    """Ingest, panel, folder (new or resumed), ``sweep_started``: everything before the trials."""
+    from qpipe._versions import qpipe_version
+    from qpipe.store import ArrowStore
+
+    base = cfg.replace(sweep={})
+    store = ArrowStore(paths.store)
+    prices = _ingest(base, store)
+    key = sweep_key(grid.digest, base.digest, prices.digest, evaluator)
+    folder: SweepFolder | None
+    if resume is not None:
+        folder = SweepFolder.under(paths.out, resume)
+        if folder.manifest().get("key") != key:
+            msg = (
+                f"sweep `{resume}` was run with another grid, config, data or evaluator; "
+                f"re-run the command it was started with (see its `config.toml`)"
+            )
+            raise ConfigError(msg)
+    else:
+        folder = find_unfinished(paths.out, key) if auto_resume else None
+    resumed = folder is not None
+    if folder is None:
+        folder = SweepFolder.under(paths.out, recorder.sweep_id)
+    recorder.sweep_id = folder.sweep_id
+    info = {
+        "sweep_id": folder.sweep_id, "key": key, "grid": grid.to_json(),
+        "grid_digest": grid.digest, "config_digest": base.digest,
+        "data_digest": prices.digest, "evaluator": evaluator, "n_trials": grid.n_trials,
+        "code_version": qpipe_version(),
+    }
+    if resumed:
+        done, next_index = done_trials(folder, paths.ledger, recorder)
+        recorder.ledger.append(folder.sweep_id, "sweep_resumed",
+                               {"n_done": len(done), "next_chunk": next_index})
+    else:
+        config_toml = cfg.replace(sweep={**dict(grid.to_json()), "metric": sweep_metric(cfg)})
+        folder.create({**info, "state": "running"}, config_toml.to_toml())
+        recorder.started(**info, config=base.to_dict(), argv=list(argv or []))
+        done, next_index = set(), 0
+    panel = importlib.import_module(evaluator).build_panel(prices, store)
+    job = SweepJob(panel, base.to_dict(), grid, str(paths.store), str(folder.chunk_dir), evaluator)
+    return folder, job, done, next_index
+
+
+def _finish(folder: SweepFolder, grid: Grid, metric: str) -> pl.DataFrame:
+    """``summary.arrow`` and ``sweep.html`` from the chunk files."""
+    summary = assemble(
+        read_chunks(folder.chunk_files()), grid.axes, sweep_id=folder.sweep_id, metric=metric
+    )
+    write_summary(summary, folder.path / "summary.arrow")
+    _write_html(folder, summary, grid, metric)
+    return summary
+
+
+def _write_html(folder: SweepFolder, summary: pl.DataFrame, grid: Grid, metric: str) -> None:
+    from qpipe._fs import write_bytes_atomic
+
+    try:
+        from qpipe.report import render_sweep
+
+        html = render_sweep(
+            summary, metric=metric, params=list(grid.keys), title=f"sweep {folder.sweep_id}"
+        )
+    except (ImportError, QpipeError):
+        return  # e.g. no trial produced the metric: the table is still there
+    write_bytes_atomic(folder.path / "sweep.html", html.encode("utf-8"))
+
+
+def _record_interrupted(
+    folder: SweepFolder,
+    grid: Grid,
+    metric: str,
+    recorder: SweepRecorder,
+    progress: _Progress,
+    exc: BaseException,
+) -> None:
+    """The trials that finished as ``summary.arrow``, then ``sweep_failed`` (best effort)."""
+    with contextlib.suppress(Exception):
+        _finish(folder, grid, metric)
+    with contextlib.suppress(Exception):
+        folder.set_state("interrupted")
+    with contextlib.suppress(Exception):
+        recorder.failed(
+            error=type(exc).__name__, message=_first_line(exc), n_done=progress.done,
+            n_trials=progress.total, summary=str(folder.path / "summary.arrow"),
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
