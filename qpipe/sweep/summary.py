@@ -120,8 +120,10 @@ def assemble(
 
 
 def _ipc_bytes(frame: pl.DataFrame) -> bytes:
-    # the same layout as the store's files (write_ipc_atomic)
-    table = frame.rechunk().to_arrow(compat_level=pl.CompatLevel.newest())
+    # Canonical bytes: plain (large) strings, one chunk. Polars' own string_view layout keeps
+    # the buffers strings were built in, so equal columns assembled from different chunk
+    # files can differ in bytes; the oldest compat level has one layout per content.
+    table = frame.rechunk().to_arrow(compat_level=pl.CompatLevel.oldest())
     sink = pa.BufferOutputStream()
     with ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table, max_chunksize=BATCH_ROWS)

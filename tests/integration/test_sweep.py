@@ -1,195 +1,220 @@
-"""Sweeps: grid parsing, one ledger run per trial, shared steps computed once, a failed trial
-recorded while the others finish, the summary files, the CLI, and local/Ray parity."""
+"""Sweeps end to end: trials are rows (no run folders), the ledger sees one unit, a failed
+trial is a row, an interrupted sweep (SIGKILL, Ctrl-C) resumes to the same table, a trial
+promotes to a full run, and a replay compares digests.
+
+The orchestration tests use ``tests/unit/sweep/toy.py`` (instant deterministic metrics) so they
+test chunking, resume and the ledger, not the backtest; the promote test uses the real
+evaluator, whose agreement with the single-run path is the batch tests' business.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
 
 import polars as pl
 import pytest
 
 from qpipe.config import ThreadSafeConfig
 from qpipe.errors import ConfigError
+from qpipe.ledger import iter_records, verify
 from qpipe.store import open_ipc
-from qpipe.sweep import parse_sweep, run_sweep, sweep_main, trial_configs
+from qpipe.sweep import grid_from_config, results_digest, run_sweep, trials_tried
+from tests.conftest import REPO
 
+TOY = "tests.unit.sweep.toy"
 SMALL = {
     "data": {"symbols": 20, "start": "2019-01-01", "end": "2020-06-30"},
     "strategy": {"lookback": 42, "skip": 5},
     "allocation": {"top_n": 5},
     "run": {"report": False},
 }
+# 3 x 4 x 5 = 60 trials; skip=30 with lookback=21 is an invalid combination (4 failed rows)
+AXES = [
+    ("strategy.lookback", [21, 42, 63]),
+    ("allocation.top_n", [2, 3, 4, 5]),
+    ("strategy.skip", [0, 5, 10, 20, 30]),
+]
 
 
-@pytest.fixture
-def cfg(tmp_path) -> ThreadSafeConfig:
-    run = {**SMALL["run"], "out": str(tmp_path / "runs")}
-    return ThreadSafeConfig.from_mapping({**SMALL, "run": run})
+def make_cfg(out: Path) -> ThreadSafeConfig:
+    return ThreadSafeConfig.from_mapping({**SMALL, "run": {**SMALL["run"], "out": str(out)}})
 
 
-def ledger_kinds(path) -> list[tuple[str, str]]:
-    return [(r["run_id"], r["kind"]) for r in map(json.loads, path.read_text().splitlines())]
+def make_grid(cfg: ThreadSafeConfig):
+    return grid_from_config(cfg, [(k, v, f"flag `{k}`") for k, v in AXES])
 
 
-def test_parse_sweep_reads_toml_scalars_and_the_sweep_table():
-    cfg = ThreadSafeConfig.from_mapping(
-        {"sweep": {"strategy.lookback": [21, 42], "metric": "cagr", "allocation": {"top_n": [3]}}}
+def sweep_records(ledger: Path) -> list[dict]:
+    return [r for r in iter_records(ledger) if r["kind"].startswith("sweep_")]
+
+
+def data_columns(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.drop("sweep_id", "seconds")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted toy sweep every other toy sweep is compared with."""
+    out = tmp_path_factory.mktemp("reference")
+    cfg = make_cfg(out)
+    return run_sweep(cfg, make_grid(cfg), evaluator=TOY, engine="local")
+
+
+def test_trials_are_rows_in_one_table_and_the_ledger_sees_one_unit(reference):
+    out = reference.folder.parent.parent
+    summary = open_ipc(reference.summary_path)
+    assert summary.equals(reference.summary)
+    assert summary.columns[:5] == [
+        "sweep_id", "trial", "strategy.lookback", "allocation.top_n", "strategy.skip",
+    ]
+    assert summary.columns[-3:] == ["status", "error", "seconds"]
+    assert summary.schema["strategy.lookback"] == pl.Int64
+    assert sorted(summary["trial"].to_list()) == list(range(60))
+    failed = summary.filter(pl.col("status") == "failed")
+    assert failed.height == 4 and set(failed["strategy.lookback"]) == {21}
+    assert failed["error"].str.contains("strategy.skip").all()
+    ok = summary.filter(pl.col("status") == "ok")["sharpe"].to_list()
+    assert ok == sorted(ok, reverse=True)  # best first; failures (null metric) last
+    assert {p.name for p in reference.folder.iterdir()} >= {
+        "summary.arrow", "sweep.html", "config.toml", "sweep.json", "chunks",
+    }
+    assert not [p for p in out.iterdir() if not p.name.startswith(("sweeps", "store", "audit.jsonl"))]
+    records = sweep_records(out / "audit.jsonl")
+    kinds = [r["kind"] for r in records]
+    assert kinds[0] == "sweep_started" and kinds[-1] == "sweep_finished"
+    assert set(kinds[1:-1]) == {"sweep_chunk"}
+    assert {r["run_id"] for r in records} == {reference.sweep_id}
+    assert not [r for r in iter_records(out / "audit.jsonl") if r["kind"] == "run_started"]
+    assert trials_tried(out / "audit.jsonl", reference.sweep_id) == 60
+    started = records[0]["data"]
+    assert started["n_trials"] == 60 and started["grid_digest"] == reference.grid.digest
+    assert records[-1]["data"]["results_digest"] == reference.results_digest
+    assert verify(out / "audit.jsonl").ok
+
+
+def test_bad_grid_is_refused_before_work_and_recorded(tmp_path):
+    cfg = make_cfg(tmp_path)
+    with pytest.raises(ConfigError, match="lists the value 21 twice"):
+        run_sweep(cfg, [("strategy.lookback", [21, 21])], evaluator=TOY)
+    records = sweep_records(tmp_path / "audit.jsonl")
+    assert [r["kind"] for r in records] == ["sweep_failed"]
+    assert records[0]["data"]["phase"] == "setup"
+    assert not (tmp_path / "sweeps").exists()
+
+
+def _start_sweep_process(out: Path, **env: str) -> subprocess.Popen:
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from pathlib import Path
+        from tests.integration.test_sweep import make_cfg, make_grid, TOY
+        from qpipe.sweep import run_sweep
+        cfg = make_cfg(Path({str(out)!r}))
+        try:
+            run_sweep(cfg, make_grid(cfg), evaluator=TOY, engine="local")
+        except KeyboardInterrupt:
+            sys.exit(130)
+        """
     )
-    grid = parse_sweep(["allocation.scheme=top_n,inverse_vol", "strategy.lookback=63"], cfg)
-    assert grid == [
-        ("strategy.lookback", [63]),  # the flag replaces the table's entry
-        ("allocation.top_n", [3]),
-        ("allocation.scheme", ["top_n", "inverse_vol"]),
-    ]
-    configs = trial_configs(cfg, grid)
-    assert [p for p, _ in configs] == [
-        {"strategy.lookback": 63, "allocation.top_n": 3, "allocation.scheme": s}
-        for s in ("top_n", "inverse_vol")
-    ]
-    assert all(len(c.sweep) == 0 for _, c in configs)
+    environ = {**os.environ, "PYTHONPATH": str(REPO), "QPIPE_TOY_SLEEP": "0.05", **env}
+    return subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env=environ)
 
 
-@pytest.mark.parametrize(
-    ("flag", "match"),
-    [
-        ("strategy.lookbak=5,10", r"--sweep strategy.lookbak=5,10.*unknown key"),
-        ("strategy.lookback", r"--sweep strategy.lookback.*malformed"),
-        ("lookback=5", r"must be `section.key`"),
-        ("strategy.lookback=", r"one or more"),
-        ("strategy.lookback=x,y", r"--sweep strategy.lookback=x,y.*must be int"),
-    ],
-)
-def test_a_bad_sweep_flag_is_a_config_error_naming_it(flag, match):
-    with pytest.raises(ConfigError, match=match):
-        parse_sweep([flag], ThreadSafeConfig.default())
+def _wait_for_chunks(out: Path, proc: subprocess.Popen, n: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(list(out.glob("sweeps/*/chunks/chunk-*.arrow"))) >= n:
+            return
+        assert proc.poll() is None, "the sweep ended before it could be interrupted"
+        time.sleep(0.02)
+    proc.kill()
+    pytest.fail(f"no {n} chunks within {timeout}s")
 
 
-def test_local_sweep_one_run_per_trial_shared_features_and_a_failed_trial(cfg, tmp_path):
-    # the two top_n trials of each lookback share its features and signals
-    grid = parse_sweep(["strategy.lookback=21,42", "allocation.top_n=3,5"], cfg)
-    grid.append(("backtest.cost_bps", [5.0]))
-    result = run_sweep(cfg, grid, progress=False, metric="sharpe")
-    assert [t.status for t in result.trials] == ["ok"] * 4
-    kinds = ledger_kinds(tmp_path / "runs" / "audit.jsonl")
-    finished = {rid for rid, k in kinds if k == "run_finished"}
-    assert finished == {t.run_id for t in result.trials}
-    stage_records = [
-        json.loads(line)["data"]
-        for line in (tmp_path / "runs" / "audit.jsonl").read_text().splitlines()
-        if json.loads(line)["kind"] == "stage"
-    ]
-    features = [r for r in stage_records if r["stage"] == "features"]
-    assert sum(not r["cached"] for r in features) == 2  # one per lookback, the rest reused
-    summary = open_ipc(result.summary_path)
-    assert summary.equals(result.summary)
-    assert summary.columns[:6] == [
-        "trial", "strategy.lookback", "allocation.top_n", "backtest.cost_bps", "run_id", "status",
-    ]
-    sharpe = summary["sharpe"].to_list()
-    assert sharpe == sorted(sharpe, reverse=True)
-    assert result.html_path is not None and "<html" in result.html_path.read_text().lower()
+@pytest.mark.parametrize("how", ["automatic", "by_id"])
+def test_sigkill_mid_sweep_then_resume_gives_the_uninterrupted_table(reference, tmp_path, how):
+    proc = _start_sweep_process(tmp_path)
+    _wait_for_chunks(tmp_path, proc, 2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    (folder,) = (tmp_path / "sweeps").iterdir()
+    assert not (folder / "summary.arrow").exists()  # killed: nothing after the chunks
+    cfg = make_cfg(tmp_path)
+    resume = folder.name if how == "by_id" else None
+    resumed = run_sweep(cfg, make_grid(cfg), evaluator=TOY, engine="local", resume=resume)
+    assert resumed.sweep_id == folder.name
+    assert 0 < resumed.reused < 60  # only the missing trials ran
+    assert resumed.results_digest == reference.results_digest
+    assert data_columns(resumed.summary).equals(data_columns(reference.summary))
+    ledger = tmp_path / "audit.jsonl"
+    assert trials_tried(ledger, resumed.sweep_id) == 60  # every trial counted exactly once
+    kinds = [r["kind"] for r in sweep_records(ledger)]
+    assert kinds[0] == "sweep_started" and "sweep_resumed" in kinds and kinds[-1] == "sweep_finished"
+    assert verify(ledger).ok
 
 
-def test_a_failed_trial_is_recorded_and_the_others_finish(cfg, tmp_path):
-    # top_n=0 is rejected by the config (no run); the prices file of the second data source
-    # does not exist, so that trial's run starts and is recorded as failed
-    grid = [("allocation.top_n", [0, 3]), ("data.source", ["builtin", str(tmp_path / "nope.csv")])]
-    result = run_sweep(cfg, grid, progress=False)
-    status = {tuple(t.params.values()): (t.status, t.run_id) for t in result.trials}
-    assert status[(3, "builtin")][0] == "ok"
-    assert status[(0, "builtin")] == ("failed", None)
-    failed_status, failed_run = status[(3, str(tmp_path / "nope.csv"))]
-    assert failed_status == "failed" and failed_run is not None
-    assert (failed_run, "run_failed") in ledger_kinds(tmp_path / "runs" / "audit.jsonl")
-    assert result.summary["status"].to_list()[0] == "ok"  # the metric ranks; failures last
+def test_ctrl_c_writes_the_summary_of_finished_trials_and_records_the_failure(tmp_path):
+    proc = _start_sweep_process(tmp_path)
+    _wait_for_chunks(tmp_path, proc, 2)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    (folder,) = (tmp_path / "sweeps").iterdir()
+    partial = open_ipc(folder / "summary.arrow")
+    done = sum(open_ipc(p).height for p in (folder / "chunks").glob("chunk-*.arrow"))
+    assert 0 < partial.height == done < 60
+    last = sweep_records(tmp_path / "audit.jsonl")[-1]
+    assert last["kind"] == "sweep_failed" and last["data"]["error"] == "KeyboardInterrupt"
+    assert last["data"]["n_done"] == partial.height
+    assert json.loads((folder / "sweep.json").read_text())["state"] == "interrupted"
 
 
-def test_cli_sweep_exits_1_and_names_the_failed_trial(cfg, tmp_path, capsys):
-    sweep_cfg = cfg.replace(sweep={"allocation.top_n": [3, 0]})
-    code = sweep_main(sweep_cfg, [], argv=["--sweep"], quiet=True)
-    captured = capsys.readouterr()
-    assert code == 1
-    assert "trial 1 [allocation.top_n=0] failed" in captured.err
-    folder = captured.out.strip().splitlines()[-1]
-    assert (tmp_path / "runs" / "sweeps").exists() and folder.endswith(
-        tuple(p.name for p in (tmp_path / "runs" / "sweeps").iterdir())
-    )
+def test_a_finished_sweep_is_not_resumed_and_replay_compares_digests(reference, tmp_path):
+    from qpipe.sweep import replay_sweep
+
+    out = reference.folder.parent.parent
+    report = replay_sweep(reference.sweep_id, out=out)
+    assert report.replay_id != reference.sweep_id  # a new sweep, not a resume
+    assert report.identical, report
+    assert results_digest(open_ipc(reference.summary_path)) == report.recorded
 
 
+def test_a_resume_with_another_grid_is_refused(reference):
+    out = reference.folder.parent.parent
+    cfg = make_cfg(out)
+    with pytest.raises(ConfigError, match="another grid"):
+        run_sweep(cfg, [("strategy.lookback", [21])], evaluator=TOY, resume=reference.sweep_id)
+
+
+# Ray: last in the module, so the two-node cluster starts once -------------------------------
 @pytest.mark.ray
-def test_a_sweep_gives_identical_outputs_on_both_engines(cfg, tmp_path, ray_hub):
-    from qpipe.engines.local import LocalEngine
+def test_a_two_node_cluster_gives_the_local_summary_with_constant_task_bytes(
+    reference, tmp_path, ray_cluster_address
+):
+    """Same results digest as the local sweep; each task ships the chunk description and an
+    ObjectRef to the shared job, so its bytes do not depend on the number of trials."""
     from qpipe.engines.ray import RayEngine
 
-    ray_hub.local()
-    # every trial shares the features and signals steps
-    grid = [("allocation.top_n", [3, 5]), ("backtest.cost_bps", [0.0, 10.0])]
-    data = ("equity.arrow", "weights.arrow", "trades.arrow", "metrics.json")
-
-    def outputs(result):
-        return [
-            (*t.params.values(), *(t.artifacts[n] for n in data))
-            for t in sorted(result.trials, key=lambda t: t.index)
-        ]
-
-    local = run_sweep(cfg, grid, engine=LocalEngine(), out=tmp_path / "a", progress=False)
-    on_ray = run_sweep(cfg, grid, engine=RayEngine(), out=tmp_path / "b", progress=False)
-    differ = [
-        (t.index, n)
-        for t, u in zip(on_ray.trials, local.trials, strict=True)
-        for n in data
-        if t.artifacts.get(n) != u.artifacts.get(n)
-    ]
-    assert not differ, differ  # (trial, artifact) whose digests differ
-    assert outputs(on_ray) == outputs(local)
-    assert all(t.status == "ok" for t in on_ray.trials)
-    assert on_ray.cache_entries == 2  # features and signals, computed once on the driver
-    assert pl.Series(on_ray.summary["trial"]).to_list() == local.summary["trial"].to_list()
-
-
-@pytest.mark.ray
-def test_killing_a_ray_worker_mid_sweep_loses_no_trial(tmp_path, ray_hub):
-    """SIGKILL a worker while it runs a trial: Ray retries it; every trial ends ok with the
-    same outputs as the local sweep, and the ledger still verifies."""
-    import signal
-    import threading
-
-    import psutil
-
-    from qpipe.engines.local import LocalEngine
-    from qpipe.engines.ray import RayEngine
-    from qpipe.ledger import verify
-
-    ray_hub.local()
-    big = {**SMALL, "data": {**SMALL["data"], "symbols": 120}}
-    cfg = ThreadSafeConfig.from_mapping({**big, "run": {"report": False}})
-    grid = [("allocation.top_n", [3, 5, 8])]
-    killed: list[int] = []
-    stop = threading.Event()
-
-    def killer() -> None:
-        while not stop.is_set() and not killed:
-            for proc in psutil.process_iter(["pid", "cmdline"]):
-                cmd = " ".join(proc.info["cmdline"] or [])
-                if "_run_trial" in cmd and proc.pid != os.getpid():
-                    os.kill(proc.pid, signal.SIGKILL)
-                    killed.append(proc.pid)
-                    return
-            stop.wait(0.02)
-
-    thread = threading.Thread(target=killer, daemon=True)
-    thread.start()
-    try:
-        on_ray = run_sweep(cfg, grid, engine=RayEngine(), out=tmp_path / "b", progress=False)
-    finally:
-        stop.set()
-        thread.join()
-    local = run_sweep(cfg, grid, engine=LocalEngine(), out=tmp_path / "a", progress=False)
-    assert killed, "no trial worker was seen running; nothing was killed"
-    assert [t.status for t in on_ray.trials] == ["ok"] * 3
-    data = ("equity.arrow", "weights.arrow", "trades.arrow", "metrics.json")
-    for t, u in zip(on_ray.trials, local.trials, strict=True):
-        assert [t.artifacts[n] for n in data] == [u.artifacts[n] for n in data]
-    report = verify(tmp_path / "b" / "audit.jsonl")
-    assert report.ok, report.reason
+    cfg = make_cfg(tmp_path)
+    engine = RayEngine(address=ray_cluster_address)
+    on_ray = run_sweep(cfg, make_grid(cfg), evaluator=TOY, engine=engine)
+    assert on_ray.results_digest == reference.results_digest
+    assert data_columns(on_ray.summary).equals(data_columns(reference.summary))
+    assert len(engine.stats.nodes) == 2  # chunks ran on both nodes
+    small = engine.stats.max_task_bytes
+    big_cfg = make_cfg(tmp_path / "big")
+    big = grid_from_config(
+        big_cfg,
+        [("strategy.lookback", list(range(20, 120)), "a"), ("allocation.top_n", list(range(1, 41)), "b")],
+    )
+    run_sweep(big_cfg, big, evaluator=TOY, engine=engine)  # 4,000 trials
+    assert engine.stats.tasks > 1
+    assert small < 1024 and abs(engine.stats.max_task_bytes - small) <= 8, (
+        small, engine.stats.max_task_bytes,
+    )
