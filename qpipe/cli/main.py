@@ -11,12 +11,12 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from qpipe.cli import data, ledger, mlflow, replay, store
+from qpipe.cli import data, ledger, mlflow, replay, store, sweep
 from qpipe.cli._app import common_options, guarded
 
 __all__ = ["COMMANDS", "main", "main_parser"]
 
-COMMANDS: tuple[ModuleType, ...] = (ledger, replay, mlflow, store, data)
+COMMANDS: tuple[ModuleType, ...] = (ledger, replay, mlflow, store, data, sweep)
 
 
 def main_parser() -> argparse.ArgumentParser:

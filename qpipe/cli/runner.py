@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from qpipe.cli._app import err_console, guarded, out_console
+from qpipe.cli.sweep import add_sweep_options
 from qpipe.config import ThreadSafeConfig
 from qpipe.errors import ConfigError
 
@@ -51,6 +52,7 @@ def runner_parser() -> argparse.ArgumentParser:
         metavar="SECTION.KEY=V1,V2,...",
         help="run the cartesian product of these values (repeatable)",
     )
+    add_sweep_options(p)
     add("--engine", choices=("local", "ray"), help="execution engine (default: local)")
     add("--out", metavar="DIR", help="runs root (default: runs)")
     add("--ledger", metavar="FILE", help="ledger file (default: <out>/audit.jsonl)")
@@ -137,16 +139,14 @@ def runner_main(argv: Sequence[str] | None = None) -> int:
     def go() -> int:
         from qpipe.api import record_config_failure
         from qpipe.cli.sweep import sweep_main
-        from qpipe.sweep import parse_sweep
 
         try:
             cfg = resolve_config(args)
-            grid = parse_sweep(args.sweep, cfg) if args.sweep or len(cfg.sweep) else None
         except ConfigError as exc:
             record_config_failure(args.config, args.out, args.ledger, argv, exc)
             raise
-        if grid is not None:
-            return sweep_main(cfg, args.sweep, argv=argv, quiet=args.quiet, grid=grid)
+        if args.sweep or len(cfg.sweep) or args.resume:
+            return sweep_main(cfg, args, argv)  # a bad grid is recorded as sweep_failed
         return _run_once(cfg, args, argv)
 
     return guarded(go, debug=args.debug)

@@ -558,8 +558,7 @@ class RayEngine:
         try:
             for level in pipeline.levels(set(context)):
                 pending = [
-                    self._submit(s, context, store, scratch, objects, check, cache)
-                    for s in level
+                    self._submit(s, context, store, scratch, objects, check, cache) for s in level
                 ]
                 for p in pending:
                     outstanding.extend(p.refs)
@@ -711,8 +710,12 @@ class RayEngine:
                 again.start = pending.start
                 record = self._gather(again, context, store, scratch, objects, check)
                 return StageRecord(
-                    record.name, record.inputs, record.outputs, record.seconds,
-                    shards=1, retries=record.retries + retries,
+                    record.name,
+                    record.inputs,
+                    record.outputs,
+                    record.seconds,
+                    shards=1,
+                    retries=record.retries + retries,
                 )
         outputs: dict[str, DatasetRef] = {}
         for name, frame in frames_by_output.items():

@@ -74,7 +74,10 @@ def promote(
     grid = Grid.from_json(manifest["grid"])
     tcfg = trial_config(cfg, grid, trial)
     result = run(
-        tcfg, out=out, ledger=ledger, report=True,
+        tcfg,
+        out=out,
+        ledger=ledger,
+        report=True,
         argv=argv if argv is not None else ["sweep", "promote", sweep_id, str(trial)],
     )
     prices = result.refs.get("prices")
@@ -131,7 +134,12 @@ def replay_sweep(
     recorded = results_digest(open_ipc(folder.path / "summary.arrow"))
     grid = Grid.from_json(manifest["grid"])
     again = run_sweep(
-        cfg, grid, out=out, ledger=ledger, engine=engine, auto_resume=False,
+        cfg,
+        grid,
+        out=out,
+        ledger=ledger,
+        engine=engine,
+        auto_resume=False,
         evaluator=manifest.get("evaluator", "qpipe.backtest.batch"),
         argv=["replay", sweep_id],
     )

@@ -36,14 +36,14 @@ import polars as pl
 from qpipe.config import ThreadSafeConfig
 from qpipe.errors import ConfigError, QpipeError
 from qpipe.ledger import Ledger
-from qpipe.sweep.grid import Grid, grid_from_config
+from qpipe.sweep.grid import MAX_TRIALS, Grid, grid_from_config
 from qpipe.sweep.plan import Chunk, ChunkPlanner
 from qpipe.sweep.record import SweepRecorder
 from qpipe.sweep.resume import SweepFolder, done_trials, find_unfinished, sweep_key
 from qpipe.sweep.summary import assemble, read_chunks, results_digest, write_summary
 from qpipe.sweep.task import DEFAULT_EVALUATOR, ChunkResult, SweepJob, run_chunk
 
-__all__ = ["SweepResult", "run_sweep", "sweep_metric"]
+__all__ = ["SweepResult", "record_setup_failure", "run_sweep", "sweep_metric"]
 
 OnEvent = Callable[[str, dict[str, Any]], None]
 
@@ -88,11 +88,18 @@ def sweep_metric(cfg: ThreadSafeConfig, default: str = "sharpe") -> str:
     return metric
 
 
-def _as_grid(cfg: ThreadSafeConfig, grid: Grid | Sequence[tuple[str, Sequence[Any]]]) -> Grid:
+def _as_grid(
+    cfg: ThreadSafeConfig,
+    grid: Grid | Sequence[tuple[str, Sequence[Any]]] | None,
+    flags: Sequence[tuple[str, Sequence[Any], str]],
+    max_trials: int,
+) -> Grid:
     if isinstance(grid, Grid):
         return grid
-    flags = [(k, list(v), f"entry `{k}`") for k, v in grid]
-    return grid_from_config(cfg.replace(sweep={}), flags)
+    if grid is None:
+        return grid_from_config(cfg, flags, max_trials=max_trials)
+    pairs = [(k, list(v), f"entry `{k}`") for k, v in grid]
+    return grid_from_config(cfg.replace(sweep={}), pairs, max_trials=max_trials)
 
 
 def _ingest(cfg: ThreadSafeConfig, store: Any) -> Any:
@@ -155,8 +162,10 @@ class _Progress:
 
 def run_sweep(
     cfg: ThreadSafeConfig,
-    grid: Grid | Sequence[tuple[str, Sequence[Any]]],
+    grid: Grid | Sequence[tuple[str, Sequence[Any]]] | None = None,
     *,
+    flags: Sequence[tuple[str, Sequence[Any], str]] = (),
+    max_trials: int = MAX_TRIALS,
     engine: Any = None,
     out: str | Path | None = None,
     ledger: str | Path | None = None,
@@ -175,7 +184,11 @@ def run_sweep(
         The base config (its ``[sweep]`` table is not re-read: see
         :func:`~qpipe.sweep.grid.grid_from_config`).
     grid
-        A checked :class:`Grid`, or ``[(key, values), ...]`` (checked here).
+        A checked :class:`Grid`, or ``[(key, values), ...]`` (checked here); None: the
+        ``[sweep]`` table of ``cfg`` and ``flags``.
+    flags, max_trials
+        ``(key, values, origin)`` from the command line, and the largest grid accepted (see
+        :func:`~qpipe.sweep.grid.grid_from_config`). A bad grid is recorded as ``sweep_failed``.
     engine
         An engine instance, ``"local"``/``"ray"``, or None for ``cfg.engine.kind``.
     metric
@@ -204,32 +217,45 @@ def run_sweep(
     book = Ledger(paths.ledger)
     recorder = SweepRecorder(book, resume or new_run_id())
     try:
-        grid = _as_grid(cfg, grid)
+        grid = _as_grid(cfg, grid, flags, max_trials)
         metric = metric or sweep_metric(cfg)
         setup = _prepare(cfg, grid, paths, recorder, resume, auto_resume, evaluator, argv)
     except BaseException as exc:
         with _uninterrupted(), contextlib.suppress(Exception):
-            recorder.failed(error=type(exc).__name__, message=_first_line(exc), phase="setup")
+            _record_setup_failure(recorder, exc)
         raise
     folder, job, done, next_index = setup
     recorder = SweepRecorder(book, folder.sweep_id)
     n = grid.n_trials
-    emit("sweep_started", {"sweep_id": folder.sweep_id, "folder": str(folder.path),
-                           "n_trials": n, "reused": len(done)})
+    emit(
+        "sweep_started",
+        {
+            "sweep_id": folder.sweep_id,
+            "folder": str(folder.path),
+            "n_trials": n,
+            "reused": len(done),
+        },
+    )
     eng, own = _engine(cfg, engine)
     progress = _Progress(n, len(done), emit)
     try:
         workers = eng.cluster_cpus() if hasattr(eng, "cluster_cpus") else 1
         planner = ChunkPlanner(
-            n, (lambda p: grid.trial_at(p) in done) if done else None,
-            first_index=next_index, workers=workers,
+            n,
+            (lambda p: grid.trial_at(p) in done) if done else None,
+            first_index=next_index,
+            workers=workers,
         )
 
         def on_result(chunk: Chunk, result: ChunkResult) -> None:
             planner.observe(len(result.trials), result.seconds)
             recorder.chunk(
-                index=result.index, trials=result.trials, n_ok=result.n_ok,
-                n_failed=result.n_failed, digest=result.digest, path=result.path,
+                index=result.index,
+                trials=result.trials,
+                n_ok=result.n_ok,
+                n_failed=result.n_failed,
+                digest=result.digest,
+                path=result.path,
                 seconds=result.seconds,
             )
             progress.add(result)
@@ -248,14 +274,45 @@ def run_sweep(
     with _uninterrupted():
         folder.set_state("finished", results_digest=digest)
         recorder.finished(
-            n_trials=summary.height, n_ok=ok, n_failed=summary.height - ok,
-            results_digest=digest, summary=str(folder.path / "summary.arrow"),
+            n_trials=summary.height,
+            n_ok=ok,
+            n_failed=summary.height - ok,
+            results_digest=digest,
+            summary=str(folder.path / "summary.arrow"),
             seconds=round(time.perf_counter() - t0, 6),
         )
     return SweepResult(
-        folder.sweep_id, metric, grid, folder.path, summary, digest,
-        time.perf_counter() - t0, reused=len(done),
+        folder.sweep_id,
+        metric,
+        grid,
+        folder.path,
+        summary,
+        digest,
+        time.perf_counter() - t0,
+        reused=len(done),
     )
+
+
+def _record_setup_failure(recorder: SweepRecorder, exc: BaseException) -> None:
+    phase = "config" if isinstance(exc, ConfigError) else "setup"
+    recorder.failed(error=type(exc).__name__, message=_first_line(exc), phase=phase)
+
+
+def record_setup_failure(
+    cfg: ThreadSafeConfig,
+    exc: BaseException,
+    *,
+    out: str | Path | None = None,
+    ledger: str | Path | None = None,
+) -> None:
+    """Record a sweep that failed before it started (e.g. a malformed ``--sweep`` flag) as
+    ``sweep_failed`` in the ledger it would have used; best effort, never raises."""
+    from qpipe.api import new_run_id, resolve_paths
+
+    with contextlib.suppress(Exception):
+        paths = resolve_paths(cfg, out, ledger)
+        paths.ledger.parent.mkdir(parents=True, exist_ok=True)
+        _record_setup_failure(SweepRecorder(Ledger(paths.ledger), new_run_id()), exc)
 
 
 def _engine(cfg: ThreadSafeConfig, engine: Any) -> tuple[Any, bool]:
@@ -301,15 +358,21 @@ def _prepare(
         folder = SweepFolder.under(paths.out, recorder.sweep_id)
     recorder.sweep_id = folder.sweep_id
     info = {
-        "sweep_id": folder.sweep_id, "key": key, "grid": grid.to_json(),
-        "grid_digest": grid.digest, "config_digest": base.digest,
-        "data_digest": prices.digest, "evaluator": evaluator, "n_trials": grid.n_trials,
+        "sweep_id": folder.sweep_id,
+        "key": key,
+        "grid": grid.to_json(),
+        "grid_digest": grid.digest,
+        "config_digest": base.digest,
+        "data_digest": prices.digest,
+        "evaluator": evaluator,
+        "n_trials": grid.n_trials,
         "code_version": qpipe_version(),
     }
     if resumed:
         done, next_index = done_trials(folder, paths.ledger, recorder)
-        recorder.ledger.append(folder.sweep_id, "sweep_resumed",
-                               {"n_done": len(done), "next_chunk": next_index})
+        recorder.ledger.append(
+            folder.sweep_id, "sweep_resumed", {"n_done": len(done), "next_chunk": next_index}
+        )
     else:
         config_toml = cfg.replace(sweep={**dict(grid.to_json()), "metric": sweep_metric(cfg)})
         folder.create({**info, "state": "running"}, config_toml.to_toml())
@@ -359,8 +422,11 @@ def _record_interrupted(
         folder.set_state("interrupted")
     with contextlib.suppress(Exception):
         recorder.failed(
-            error=type(exc).__name__, message=_first_line(exc), n_done=progress.done,
-            n_trials=progress.total, summary=str(folder.path / "summary.arrow"),
+            error=type(exc).__name__,
+            message=_first_line(exc),
+            n_done=progress.done,
+            n_trials=progress.total,
+            summary=str(folder.path / "summary.arrow"),
         )
 
 

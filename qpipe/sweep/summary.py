@@ -37,8 +37,17 @@ __all__ = [
 ]
 
 KEY_METRICS = (
-    "sharpe", "cagr", "total_return", "ann_vol", "max_drawdown", "sortino", "calmar",
-    "turnover_ann", "total_cost", "n_rebalances", "hit_rate",
+    "sharpe",
+    "cagr",
+    "total_return",
+    "ann_vol",
+    "max_drawdown",
+    "sortino",
+    "calmar",
+    "turnover_ann",
+    "total_cost",
+    "n_rebalances",
+    "hit_rate",
 )
 LOWER_IS_BETTER = frozenset({"ann_vol", "tracking_error", "total_cost", "turnover_ann"})
 TRIAL_COLUMNS = ("trial", "status", "error", "seconds")

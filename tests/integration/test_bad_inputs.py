@@ -96,7 +96,7 @@ class Runs:
         records = ledger_records(self.out)
         assert len(records) > before, "the failure was not recorded"
         last = records[-1]
-        assert last["kind"] == "run_failed" and last["run_id"] != self.good_run
+        assert last["kind"] in ("run_failed", "sweep_failed") and last["run_id"] != self.good_run
         assert last["data"]["message"] in err
         self.assert_good_run_untouched()
         return err, last
@@ -353,12 +353,35 @@ CONFIG_CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "malformed-set-no-equals": (["--set", "backtest"], ("`backtest`", "section.key=value")),
     "malformed-set-no-key": (["--set", "=5"], ("`=5`", "section.key=value")),
     "malformed-set-three-parts": (["--set", "a.b.c=1"], ("`a.b.c=1`", "section.key=value")),
+}
+# a sweep is one unit in the ledger: a bad grid is a `sweep_failed` record, not a run
+SWEEP_CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "malformed-sweep": (
         ["--sweep", "strategy.lookback"],
         ("--sweep strategy.lookback", "malformed"),
     ),
     "sweep-unknown-key": (["--sweep", "strategy.lookbak=5,10"], ("did you mean",)),
+    "sweep-duplicate": (["--sweep", "strategy.lookback=5,10,5"], ("twice",)),
+    "sweep-wrong-type": (["--sweep", "allocation.top_n=3,x"], ("`allocation.top_n`", "int")),
+    "sweep-too-large": (
+        ["--sweep", "strategy.lookback=5,10,15", "--max-trials", "2"],
+        ("3 trials", "--max-trials"),
+    ),
 }
+
+
+@pytest.mark.parametrize("case", SWEEP_CASES)
+def test_bad_sweep_grid(runs, capsys, case):
+    argv, fragments = SWEEP_CASES[case]
+    err, last = runs.fail([*argv, "--no-report"], capsys)
+    assert_mentions(err, *fragments)
+    assert last["kind"] == "sweep_failed"
+    assert last["data"] == {
+        "error": "ConfigError",
+        "message": last["data"]["message"],
+        "phase": "config",
+    }
+    assert not (runs.out / "sweeps").exists()  # refused before any work
 
 
 @pytest.mark.parametrize("case", CONFIG_CASES)

@@ -181,3 +181,39 @@ def test_refs_cross_node_boundaries_on_a_two_node_cluster(
     assert len(eng.stats.nodes) == 2  # tasks ran, and read their inputs, on both nodes
     eng.close()
     assert ray.is_initialized()  # a joined cluster is not shut down by the engine
+
+
+# an unreachable cluster (issue 15, defect 8): in a fresh process, so no session Ray is reused --
+def test_an_unreachable_or_silent_address_fails_fast_with_one_line(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO, SMALL_BUILTIN_SETS
+
+    silent = socket.socket()  # accepts connections, never speaks Ray
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    port = silent.getsockname()[1]
+    cases = {
+        "127.0.0.1:1": "cannot reach ray at `engine.address` `127.0.0.1:1` within 3s",
+        f"127.0.0.1:{port}": f"`127.0.0.1:{port}` did not answer within 3s",
+    }
+    try:
+        for address, message in cases.items():
+            argv = [
+                sys.executable, "runner.py", *SMALL_BUILTIN_SETS, "--engine", "ray",
+                "--set", f'engine.address="{address}"', "--set", "engine.connect_timeout=3",
+                "--out", str(tmp_path / "runs"), "--no-report",
+            ]  # fmt: skip
+            start = time.monotonic()
+            done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
+            took = time.monotonic() - start
+            lines = done.stderr.strip().splitlines()
+            assert done.returncode == 1, done.stderr
+            assert lines[-1].startswith("qpipe: error: ") and message in lines[-1], lines
+            assert "Traceback" not in done.stderr
+            assert took < 60, took  # was > 4 minutes of retries (ray import is most of this)
+    finally:
+        silent.close()

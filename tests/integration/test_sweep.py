@@ -72,7 +72,11 @@ def test_trials_are_rows_in_one_table_and_the_ledger_sees_one_unit(reference):
     summary = open_ipc(reference.summary_path)
     assert summary.equals(reference.summary)
     assert summary.columns[:5] == [
-        "sweep_id", "trial", "strategy.lookback", "allocation.top_n", "strategy.skip",
+        "sweep_id",
+        "trial",
+        "strategy.lookback",
+        "allocation.top_n",
+        "strategy.skip",
     ]
     assert summary.columns[-3:] == ["status", "error", "seconds"]
     assert summary.schema["strategy.lookback"] == pl.Int64
@@ -83,9 +87,15 @@ def test_trials_are_rows_in_one_table_and_the_ledger_sees_one_unit(reference):
     ok = summary.filter(pl.col("status") == "ok")["sharpe"].to_list()
     assert ok == sorted(ok, reverse=True)  # best first; failures (null metric) last
     assert {p.name for p in reference.folder.iterdir()} >= {
-        "summary.arrow", "sweep.html", "config.toml", "sweep.json", "chunks",
+        "summary.arrow",
+        "sweep.html",
+        "config.toml",
+        "sweep.json",
+        "chunks",
     }
-    assert not [p for p in out.iterdir() if not p.name.startswith(("sweeps", "store", "audit.jsonl"))]
+    assert not [
+        p for p in out.iterdir() if not p.name.startswith(("sweeps", "store", "audit.jsonl"))
+    ]
     records = sweep_records(out / "audit.jsonl")
     kinds = [r["kind"] for r in records]
     assert kinds[0] == "sweep_started" and kinds[-1] == "sweep_finished"
@@ -105,7 +115,7 @@ def test_bad_grid_is_refused_before_work_and_recorded(tmp_path):
         run_sweep(cfg, [("strategy.lookback", [21, 21])], evaluator=TOY)
     records = sweep_records(tmp_path / "audit.jsonl")
     assert [r["kind"] for r in records] == ["sweep_failed"]
-    assert records[0]["data"]["phase"] == "setup"
+    assert records[0]["data"]["phase"] == "config"
     assert not (tmp_path / "sweeps").exists()
 
 
@@ -156,7 +166,9 @@ def test_sigkill_mid_sweep_then_resume_gives_the_uninterrupted_table(reference, 
     ledger = tmp_path / "audit.jsonl"
     assert trials_tried(ledger, resumed.sweep_id) == 60  # every trial counted exactly once
     kinds = [r["kind"] for r in sweep_records(ledger)]
-    assert kinds[0] == "sweep_started" and "sweep_resumed" in kinds and kinds[-1] == "sweep_finished"
+    assert (
+        kinds[0] == "sweep_started" and "sweep_resumed" in kinds and kinds[-1] == "sweep_finished"
+    )
     assert verify(ledger).ok
 
 
@@ -211,10 +223,14 @@ def test_a_two_node_cluster_gives_the_local_summary_with_constant_task_bytes(
     big_cfg = make_cfg(tmp_path / "big")
     big = grid_from_config(
         big_cfg,
-        [("strategy.lookback", list(range(20, 120)), "a"), ("allocation.top_n", list(range(1, 41)), "b")],
+        [
+            ("strategy.lookback", list(range(20, 120)), "a"),
+            ("allocation.top_n", list(range(1, 41)), "b"),
+        ],
     )
     run_sweep(big_cfg, big, evaluator=TOY, engine=engine)  # 4,000 trials
     assert engine.stats.tasks > 1
     assert small < 1024 and abs(engine.stats.max_task_bytes - small) <= 8, (
-        small, engine.stats.max_task_bytes,
+        small,
+        engine.stats.max_task_bytes,
     )

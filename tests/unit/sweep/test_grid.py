@@ -42,7 +42,9 @@ def test_bad_grid_is_one_config_error_naming_the_key(axes, match):
 def test_a_grid_over_max_trials_is_refused_before_anything_runs():
     axes = flags(strategy__lookback=list(range(30, 130)), allocation__top_n=list(range(1, 11)))
     assert grid_from_config(BASE, axes, max_trials=1000).n_trials == 1000
-    with pytest.raises(ConfigError, match=r"1,000 trials \(100 x 10\), more than `--max-trials` 999"):
+    with pytest.raises(
+        ConfigError, match=r"1,000 trials \(100 x 10\), more than `--max-trials` 999"
+    ):
         grid_from_config(BASE, axes, max_trials=999)
 
 
@@ -82,7 +84,9 @@ axes_strategy = st.lists(
 @given(axes=axes_strategy)
 def test_trial_order_and_execution_order_are_the_cartesian_product(axes):
     grid = Grid(tuple((k, tuple(range(n))) for k, n in axes))
-    product = [dict(zip(grid.keys, c, strict=True)) for c in itertools.product(*(v for _, v in grid.axes))]
+    product = [
+        dict(zip(grid.keys, c, strict=True)) for c in itertools.product(*(v for _, v in grid.axes))
+    ]
     assert [grid.params(i) for i in range(grid.n_trials)] == product  # first key slowest
     order = [grid.trial_at(p) for p in range(grid.n_trials)]
     assert sorted(order) == list(range(grid.n_trials))  # a permutation: every trial once

@@ -46,8 +46,12 @@ def evaluate_chunk(
             cfg = ThreadSafeConfig.from_mapping(data)
             x = cfg.strategy.lookback / 100 + cfg.allocation.top_n / 7 - cfg.backtest.cost_bps / 50
             row.update(
-                sharpe=math.sin(x) + level / 1e3, cagr=x / 10, max_drawdown=-abs(math.cos(x)),
-                n_rebalances=float(cfg.allocation.top_n), status="ok", error=None,
+                sharpe=math.sin(x) + level / 1e3,
+                cagr=x / 10,
+                max_drawdown=-abs(math.cos(x)),
+                n_rebalances=float(cfg.allocation.top_n),
+                status="ok",
+                error=None,
             )
         except QpipeError as exc:
             row.update(status="failed", error=str(exc).splitlines()[0])
