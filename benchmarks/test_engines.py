@@ -67,11 +67,12 @@ def test_engine_sharded_features(benchmark, request, bench_store, universe_ref, 
 
 
 def _sweep(engine, out):
-    from qpipe.sweep import parse_sweep, run_sweep
+    from qpipe.sweep import run_sweep
 
     cfg = ThreadSafeConfig.default().replace(data={"symbols": SWEEP_SYMBOLS}, run={"report": False})
-    grid = parse_sweep(["strategy.lookback=63,126,189,252", "allocation.top_n=20,50"], cfg)
-    return run_sweep(cfg, grid, engine=engine, out=out, progress=False, report=False)
+    grid = [("strategy.lookback", [63, 126, 189, 252]), ("allocation.top_n", [20, 50])]
+    # auto_resume off: every round is a fresh sweep, not a resume of the last one
+    return run_sweep(cfg, grid, engine=engine, out=out, auto_resume=False)
 
 
 @pytest.mark.parametrize("engine", ["local", "ray"], ids=["sweep-8-local", "sweep-8-ray"])
@@ -81,8 +82,10 @@ def test_engine_sweep(benchmark, request, tmp_path, engine, universe_ref):
     # one untimed sweep first: the built-in universe is generated and validated once per store
     _sweep(eng, tmp_path / "warm")
     result = benchmark.pedantic(lambda: _sweep(eng, tmp_path / "warm"), rounds=1, warmup_rounds=0)
-    assert len(result.trials) == 8 and not result.failed
-    sharpes = sorted((tuple(sorted(t.params.items())), t.metrics["sharpe"]) for t in result.trials)
+    assert result.summary.height == 8 and result.failed.height == 0
+    sharpes = sorted(
+        result.summary.select("strategy.lookback", "allocation.top_n", "sharpe").rows()
+    )
     RESULTS[("engines-sweep", engine, "")] = sharpes  # type: ignore[assignment]
     best = record(benchmark, "engines", f"sweep-{engine}", "8-trials")
     benchmark.extra_info.update({"trials": 8, "trials_per_s": 8 / best})

@@ -204,6 +204,43 @@ def test_a_resume_with_another_grid_is_refused(reference):
         run_sweep(cfg, [("strategy.lookback", [21])], evaluator=TOY, resume=reference.sweep_id)
 
 
+def test_cli_sweep_then_promote_a_trial_to_a_full_run_with_equal_metrics(tmp_path, capsys):
+    """The real evaluator from ``runner.py``: the top table, then ``sweep promote`` makes a run
+    folder and report whose metrics.json equals the trial's row, value for value."""
+    import math
+
+    from qpipe.cli import main, runner_main
+    from tests.conftest import SMALL_BUILTIN_SETS
+
+    out = tmp_path / "runs"
+    sweep_flags = ["--sweep", "strategy.lookback=40,60", "--sweep", "allocation.top_n=3,5"]
+    code = runner_main([*SMALL_BUILTIN_SETS, *sweep_flags, "--out", str(out), "--no-report"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "top 20 by sharpe" in captured.out and "4 trials" in captured.out
+    (folder,) = (out / "sweeps").iterdir()
+    summary = open_ipc(folder / "summary.arrow")
+    assert summary.height == 4 and (summary["status"] == "ok").all()
+    assert not [p for p in out.iterdir() if p.name[:1].isdigit()]  # no run folders for trials
+    trial = int(summary["trial"][1])
+    row = summary.filter(pl.col("trial") == trial).row(0, named=True)
+    code = main(["sweep", "promote", folder.name, str(trial), "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    (run_dir,) = [p for p in out.iterdir() if p.name[:1].isdigit()]
+    assert (run_dir / "report.html").exists()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for name, value in metrics.items():
+        if value is None:
+            assert row[name] is None or math.isnan(row[name]), name
+        else:
+            assert row[name] == value, (name, row[name], value)  # exactly, not approximately
+    config = (run_dir / "config.toml").read_text()
+    assert f"lookback = {row['strategy.lookback']}" in config
+    manifest = json.loads((folder / "sweep.json").read_text())
+    assert manifest["promoted"] == {str(trial): run_dir.name}
+
+
 # Ray: last in the module, so the two-node cluster starts once -------------------------------
 @pytest.mark.ray
 def test_a_two_node_cluster_gives_the_local_summary_with_constant_task_bytes(
