@@ -126,7 +126,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 def sweep_table(result: Any, *, limit: int = TOP) -> Table:
     """The top ``limit`` trials, best first, metrics formatted as in the run summary."""
-    from qpipe.report import METRIC_LABELS, format_metric
+    from qpipe.views import METRIC_LABELS, format_metric
 
     metric = result.metric
     table = Table(title=f"sweep {result.sweep_id} · top {limit} by {metric}", title_justify="left")

@@ -21,6 +21,7 @@ from qpipe.config import ThreadSafeConfig
 from qpipe.errors import ConfigError, ReplayError
 from qpipe.store import open_ipc
 from qpipe.sweep.grid import Grid
+from qpipe.sweep.page import write_page
 from qpipe.sweep.resume import SweepFolder
 from qpipe.sweep.summary import results_digest
 
@@ -89,6 +90,9 @@ def promote(
         raise ReplayError(msg)
     promoted = {**manifest.get("promoted", {}), str(trial): result.run_id}
     folder.write_manifest({**manifest, "promoted": promoted})
+    summary = folder.path / "summary.arrow"
+    if summary.exists():  # the page links the trial to its report from now on
+        write_page(folder, open_ipc(summary), grid.keys, str(manifest.get("metric", "sharpe")))
     return result
 
 

@@ -34,9 +34,10 @@ from typing import Any
 import polars as pl
 
 from qpipe.config import ThreadSafeConfig
-from qpipe.errors import ConfigError, QpipeError
+from qpipe.errors import ConfigError
 from qpipe.ledger import Ledger
 from qpipe.sweep.grid import MAX_TRIALS, Grid, grid_from_config
+from qpipe.sweep.page import write_page
 from qpipe.sweep.plan import Chunk, ChunkPlanner
 from qpipe.sweep.record import SweepRecorder
 from qpipe.sweep.resume import SweepFolder, done_trials, find_unfinished, sweep_key
@@ -105,7 +106,7 @@ def _as_grid(
 def _ingest(cfg: ThreadSafeConfig, store: Any) -> Any:
     """The prices' stored ref: the built-in universe (once per parameter set) or a file."""
     from qpipe.api import _builtin
-    from qpipe.validation.ingest import ingest_prices
+    from qpipe.ingest import ingest_prices
 
     if cfg.data.weights:
         msg = "a sweep runs the strategy on the prices; `data.weights` must be empty"
@@ -219,7 +220,7 @@ def run_sweep(
     try:
         grid = _as_grid(cfg, grid, flags, max_trials)
         metric = metric or sweep_metric(cfg)
-        setup = _prepare(cfg, grid, paths, recorder, resume, auto_resume, evaluator, argv)
+        setup = _prepare(cfg, grid, metric, paths, recorder, resume, auto_resume, evaluator, argv)
     except BaseException as exc:
         with _uninterrupted(), contextlib.suppress(Exception):
             _record_setup_failure(recorder, exc)
@@ -327,6 +328,7 @@ def _engine(cfg: ThreadSafeConfig, engine: Any) -> tuple[Any, bool]:
 def _prepare(
     cfg: ThreadSafeConfig,
     grid: Grid,
+    metric: str,
     paths: Any,
     recorder: SweepRecorder,
     resume: str | None,
@@ -367,6 +369,7 @@ def _prepare(
         "evaluator": evaluator,
         "n_trials": grid.n_trials,
         "code_version": qpipe_version(),
+        "metric": metric,
     }
     if resumed:
         done, next_index = done_trials(folder, paths.ledger, recorder)
@@ -374,7 +377,7 @@ def _prepare(
             folder.sweep_id, "sweep_resumed", {"n_done": len(done), "next_chunk": next_index}
         )
     else:
-        config_toml = cfg.replace(sweep={**dict(grid.to_json()), "metric": sweep_metric(cfg)})
+        config_toml = cfg.replace(sweep={**dict(grid.to_json()), "metric": metric})
         folder.create({**info, "state": "running"}, config_toml.to_toml())
         recorder.started(**info, config=base.to_dict(), argv=list(argv or []))
         done, next_index = set(), 0
@@ -389,22 +392,8 @@ def _finish(folder: SweepFolder, grid: Grid, metric: str) -> pl.DataFrame:
         read_chunks(folder.chunk_files()), grid.axes, sweep_id=folder.sweep_id, metric=metric
     )
     write_summary(summary, folder.path / "summary.arrow")
-    _write_html(folder, summary, grid, metric)
+    write_page(folder, summary, grid.keys, metric)
     return summary
-
-
-def _write_html(folder: SweepFolder, summary: pl.DataFrame, grid: Grid, metric: str) -> None:
-    from qpipe._fs import write_bytes_atomic
-
-    try:
-        from qpipe.report import render_sweep
-
-        html = render_sweep(
-            summary, metric=metric, params=list(grid.keys), title=f"sweep {folder.sweep_id}"
-        )
-    except (ImportError, QpipeError):
-        return  # e.g. no trial produced the metric: the table is still there
-    write_bytes_atomic(folder.path / "sweep.html", html.encode("utf-8"))
 
 
 def _record_interrupted(
@@ -415,7 +404,14 @@ def _record_interrupted(
     progress: _Progress,
     exc: BaseException,
 ) -> None:
-    """The trials that finished as ``summary.arrow``, then ``sweep_failed`` (best effort)."""
+    """The trials that finished as ``summary.arrow``, then ``sweep_failed`` (best effort).
+
+    A chunk file written just before the interrupt, whose ``sweep_chunk`` record was not, is
+    recorded first (``recovered``), so the ledger counts every trial the summary holds.
+    """
+    n_done = progress.done
+    with contextlib.suppress(Exception):
+        n_done = len(done_trials(folder, recorder.ledger.path, recorder)[0])
     with contextlib.suppress(Exception):
         _finish(folder, grid, metric)
     with contextlib.suppress(Exception):
@@ -424,7 +420,7 @@ def _record_interrupted(
         recorder.failed(
             error=type(exc).__name__,
             message=_first_line(exc),
-            n_done=progress.done,
+            n_done=n_done,
             n_trials=progress.total,
             summary=str(folder.path / "summary.arrow"),
         )

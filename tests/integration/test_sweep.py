@@ -179,11 +179,13 @@ def test_ctrl_c_writes_the_summary_of_finished_trials_and_records_the_failure(tm
     assert proc.wait(timeout=60) == 130
     (folder,) = (tmp_path / "sweeps").iterdir()
     partial = open_ipc(folder / "summary.arrow")
-    done = sum(open_ipc(p).height for p in (folder / "chunks").glob("chunk-*.arrow"))
-    assert 0 < partial.height == done < 60
+    chunks = {p.name: open_ipc(p).height for p in sorted((folder / "chunks").glob("chunk-*.arrow"))}
+    assert 0 < partial.height < 60, partial.height
+    assert partial.height == sum(chunks.values()), (partial.height, chunks)
     last = sweep_records(tmp_path / "audit.jsonl")[-1]
     assert last["kind"] == "sweep_failed" and last["data"]["error"] == "KeyboardInterrupt"
     assert last["data"]["n_done"] == partial.height
+    assert trials_tried(tmp_path / "audit.jsonl", folder.name) == partial.height
     assert json.loads((folder / "sweep.json").read_text())["state"] == "interrupted"
 
 
