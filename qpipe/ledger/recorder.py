@@ -114,6 +114,26 @@ class RunRecorder:
         """Trial-aware statistics were computed (its ``run_id`` is a new id)."""
         return self.write(_expect(payload, p.TrialStats))
 
+    def sweep_started(self, payload: p.SweepStarted) -> dict[str, Any]:
+        """A sweep began (construct the recorder with the sweep id)."""
+        return self.write(_expect(payload, p.SweepStarted))
+
+    def sweep_resumed(self, payload: p.SweepResumed) -> dict[str, Any]:
+        """An interrupted sweep was picked up again."""
+        return self.write(_expect(payload, p.SweepResumed))
+
+    def sweep_chunk(self, payload: p.SweepChunk) -> dict[str, Any]:
+        """A chunk of a sweep's trials finished."""
+        return self.write(_expect(payload, p.SweepChunk))
+
+    def sweep_finished(self, payload: p.SweepFinished) -> dict[str, Any]:
+        """The sweep ended well."""
+        return self.write(_expect(payload, p.SweepFinished))
+
+    def sweep_failed(self, payload: p.SweepFailed) -> dict[str, Any]:
+        """The sweep stopped before every trial had a result."""
+        return self.write(_expect(payload, p.SweepFailed))
+
 
 def _expect(payload: Any, cls: type[p.Payload]) -> Any:
     if type(payload) is not cls:

@@ -164,16 +164,20 @@ def _artifact_problem(ledger: Path, data: dict[str, Any]) -> tuple[str, str] | N
 
 
 def check_artifacts(ledger: Path, parsed: _Parsed) -> tuple[list[BadArtifact], int]:
-    """Re-hash every file an ``artifact`` record names: the bad ones and how many were checked."""
+    """Re-hash every file an ``artifact`` or ``sweep_chunk`` record names (a sweep's chunk of
+    trial rows): the bad ones and how many were checked."""
     bad: list[BadArtifact] = []
     n = 0
     for i, (rec, _) in enumerate(parsed, 1):
-        if rec is None or rec["kind"] != "artifact":
+        if rec is None or rec["kind"] not in ("artifact", "sweep_chunk"):
             continue
         n += 1
         found = _artifact_problem(ledger, rec["data"])
         if found is not None:
-            name = str(rec["data"].get("name", rec["data"].get("path", "")))
+            if rec["kind"] == "sweep_chunk":
+                name = f"sweep chunk {rec['data'].get('chunk')}"
+            else:
+                name = str(rec["data"].get("name", rec["data"].get("path", "")))
             bad.append(BadArtifact(i, rec["run_id"], name, found[0], found[1]))
     return bad, n
 

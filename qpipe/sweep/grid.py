@@ -12,15 +12,14 @@ execution order to a trial index.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from qpipe._canonical import canonical_digest, canonical_json
 from qpipe.config import DEFAULTS, ThreadSafeConfig
 from qpipe.errors import ConfigError
-from qpipe.ledger import canonical_json
 
 __all__ = [
     "MAX_TRIALS",
@@ -53,7 +52,7 @@ class Grid:
     @property
     def digest(self) -> str:
         """SHA-256 of the grid's canonical JSON (keys, values and their order)."""
-        return hashlib.sha256(canonical_json(self.to_json()).encode()).hexdigest()
+        return canonical_digest(self.to_json())
 
     def to_json(self) -> list[list[Any]]:
         return [[k, list(v)] for k, v in self.axes]

@@ -8,28 +8,33 @@ one ``sweep_chunk`` record's ``trials``: :func:`trials_tried` counts them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from qpipe.ledger import Ledger, iter_records
+from qpipe.ledger import Ledger, RunRecorder, iter_records
+from qpipe.ledger import payloads as p
 
 __all__ = ["SweepRecorder", "recorded_chunks", "trials_tried"]
 
 
 class SweepRecorder:
-    """Writes one sweep's records (the only place the sweep package touches the ledger)."""
+    """Writes one sweep's records through the ledger's :class:`RunRecorder` (typed payloads)."""
 
     def __init__(self, ledger: Ledger, sweep_id: str) -> None:
         self.ledger = ledger
         self.sweep_id = sweep_id
 
-    def _append(self, kind: str, data: Mapping[str, Any]) -> None:
-        self.ledger.append(self.sweep_id, kind, data)
+    @property
+    def _rec(self) -> RunRecorder:
+        return RunRecorder(self.ledger, self.sweep_id)
 
     def started(self, **data: Any) -> None:
         """grid, grid_digest, config_digest, data_digest, code_version, n_trials, metric, ..."""
-        self._append("sweep_started", data)
+        self._rec.sweep_started(p.SweepStarted(**data))
+
+    def resumed(self, *, n_done: int, next_chunk: int) -> None:
+        self._rec.sweep_resumed(p.SweepResumed(n_done=n_done, next_chunk=next_chunk))
 
     def chunk(
         self,
@@ -45,26 +50,17 @@ class SweepRecorder:
     ) -> None:
         """A finished chunk; ``recovered`` when its file was found on resume, not seen live."""
         listed = sorted(trials)
-        self._append(
-            "sweep_chunk",
-            {
-                "chunk": index,
-                "trials": listed,
-                "n_trials": len(listed),
-                "n_ok": n_ok,
-                "n_failed": n_failed,
-                "digest": digest,
-                "path": path,
-                "seconds": round(seconds, 6),
-                "recovered": recovered,
-            },
-        )
+        payload = p.SweepChunk(
+            chunk=index, trials=listed, n_trials=len(listed), n_ok=n_ok, n_failed=n_failed,
+            digest=digest, path=path, seconds=round(seconds, 6), recovered=recovered,
+        )  # fmt: skip
+        self._rec.sweep_chunk(payload)
 
     def finished(self, **data: Any) -> None:
-        self._append("sweep_finished", data)
+        self._rec.sweep_finished(p.SweepFinished(**data))
 
     def failed(self, *, error: str, message: str, **data: Any) -> None:
-        self._append("sweep_failed", {"error": error, "message": message, **data})
+        self._rec.sweep_failed(p.SweepFailed(error=error, message=message, **data))
 
 
 def recorded_chunks(ledger_path: str | Path, sweep_id: str) -> dict[int, dict[str, Any]]:

@@ -14,7 +14,6 @@ rename), and one whose ``sweep_chunk`` record was lost in the crash is recorded 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +21,9 @@ from typing import Any
 
 import polars as pl
 
+from qpipe._canonical import canonical_digest
 from qpipe._fs import file_digest, write_bytes_atomic
 from qpipe.errors import ConfigError, PathSafetyError
-from qpipe.ledger import canonical_json
 from qpipe.store import open_ipc
 from qpipe.sweep.record import SweepRecorder, recorded_chunks
 
@@ -36,7 +35,7 @@ MANIFEST = "sweep.json"
 def sweep_key(grid_digest: str, config_digest: str, data_digest: str, evaluator: str) -> str:
     """What makes two sweeps the same work: grid, base config, prices and evaluator."""
     body = {"grid": grid_digest, "config": config_digest, "data": data_digest, "eval": evaluator}
-    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+    return canonical_digest(body)
 
 
 @dataclass(frozen=True)

@@ -373,9 +373,7 @@ def _prepare(
     }
     if resumed:
         done, next_index = done_trials(folder, paths.ledger, recorder)
-        recorder.ledger.append(
-            folder.sweep_id, "sweep_resumed", {"n_done": len(done), "next_chunk": next_index}
-        )
+        recorder.resumed(n_done=len(done), next_chunk=next_index)
     else:
         config_toml = cfg.replace(sweep={**dict(grid.to_json()), "metric": metric})
         folder.create({**info, "state": "running"}, config_toml.to_toml())

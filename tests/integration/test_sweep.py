@@ -119,6 +119,21 @@ def test_bad_grid_is_refused_before_work_and_recorded(tmp_path):
     assert not (tmp_path / "sweeps").exists()
 
 
+
+def test_ledger_verify_rehashes_every_chunk_file(tmp_path):
+    cfg = make_cfg(tmp_path)
+    result = run_sweep(cfg, [("allocation.top_n", [2, 3, 4])], evaluator=TOY)
+    ledger = tmp_path / "audit.jsonl"
+    report = verify(ledger)
+    chunks = [r for r in sweep_records(ledger) if r["kind"] == "sweep_chunk"]
+    assert report.ok and report.artifacts == len(chunks) >= 1
+    path = Path(chunks[0]["data"]["path"])
+    path.write_bytes(path.read_bytes()[:-1] + b"\0")  # one byte changed
+    report = verify(ledger)
+    assert not report.ok
+    (bad,) = report.bad_artifacts
+    assert bad.name == "sweep chunk 0" and bad.run_id == result.sweep_id
+
 def _start_sweep_process(out: Path, **env: str) -> subprocess.Popen:
     script = textwrap.dedent(
         f"""
