@@ -119,7 +119,6 @@ def test_bad_grid_is_refused_before_work_and_recorded(tmp_path):
     assert not (tmp_path / "sweeps").exists()
 
 
-
 def test_ledger_verify_rehashes_every_chunk_file(tmp_path):
     cfg = make_cfg(tmp_path)
     result = run_sweep(cfg, [("allocation.top_n", [2, 3, 4])], evaluator=TOY)
@@ -133,6 +132,7 @@ def test_ledger_verify_rehashes_every_chunk_file(tmp_path):
     assert not report.ok
     (bad,) = report.bad_artifacts
     assert bad.name == "sweep chunk 0" and bad.run_id == result.sweep_id
+
 
 def _start_sweep_process(out: Path, **env: str) -> subprocess.Popen:
     script = textwrap.dedent(
