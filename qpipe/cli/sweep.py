@@ -23,7 +23,7 @@ from rich.table import Table
 
 from qpipe.cli._app import err_console, out_console
 from qpipe.cli._paths import command_paths
-from qpipe.config import ThreadSafeConfig, parse_override
+from qpipe.config import ThreadSafeConfig, parse_scalar
 from qpipe.errors import ConfigError
 
 __all__ = ["parse_sweep_flags", "register", "sweep_main", "sweep_table"]
@@ -45,7 +45,7 @@ def parse_sweep_flags(texts: Sequence[str]) -> list[tuple[str, list[Any], str]]:
             msg = f"sweep {origin} is malformed: expected `section.key=v1,v2,...`"
             raise ConfigError(msg)
         key, raw = text.split("=", 1)
-        values = [parse_override(f"{key}={v}")[2] for v in raw.split(",") if v.strip()]
+        values = [parse_scalar(v) for v in raw.split(",") if v.strip()]
         flags.append((key.strip(), values, origin))
     return flags
 

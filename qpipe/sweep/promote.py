@@ -68,7 +68,7 @@ def promote(
     ReplayError
         If the prices are no longer those the sweep evaluated (data digest differs).
     """
-    from qpipe.api import run
+    from qpipe.runs import run
 
     out = Path(out)
     folder, manifest, cfg = _load(out, sweep_id)

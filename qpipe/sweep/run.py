@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,12 +35,18 @@ from qpipe.config import ThreadSafeConfig
 from qpipe.errors import ConfigError
 from qpipe.ledger import Ledger
 from qpipe.sweep.grid import MAX_TRIALS, Grid, grid_from_config
-from qpipe.sweep.page import write_page
-from qpipe.sweep.plan import Chunk, ChunkPlanner
 from qpipe.sweep.record import SweepRecorder
 from qpipe.sweep.resume import SweepFolder, done_trials, find_unfinished, sweep_key
-from qpipe.sweep.summary import assemble, read_chunks, results_digest, write_summary
-from qpipe.sweep.task import DEFAULT_EVALUATOR, ChunkResult, SweepJob, run_chunk
+from qpipe.sweep.stream import (
+    Progress,
+    finish,
+    first_line,
+    record_interrupted,
+    stream,
+    uninterrupted,
+)
+from qpipe.sweep.summary import results_digest
+from qpipe.sweep.task import DEFAULT_EVALUATOR, SweepJob
 
 __all__ = ["SweepResult", "record_setup_failure", "run_sweep", "sweep_metric"]
 
@@ -105,60 +109,15 @@ def _as_grid(
 
 def _ingest(cfg: ThreadSafeConfig, store: Any) -> Any:
     """The prices' stored ref: the built-in universe (once per parameter set) or a file."""
-    from qpipe.api import _builtin
     from qpipe.ingest import ingest_prices
+    from qpipe.runs.ingest import builtin_dataset
 
     if cfg.data.weights:
         msg = "a sweep runs the strategy on the prices; `data.weights` must be empty"
         raise ConfigError(msg)
     if cfg.data.source == "builtin":
-        return _builtin(cfg, store).ref
+        return builtin_dataset(cfg.data, store).ref
     return ingest_prices(cfg.data.source, store, validate=cfg.validation.mode != "none").ref
-
-
-@contextlib.contextmanager
-def _uninterrupted() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM while the final records are written (delivered afterwards)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held = {signal.SIGINT, signal.SIGTERM}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-class _Progress:
-    """Counters the driver keeps (never the rows): for events and the final records."""
-
-    def __init__(self, total: int, done: int, emit: OnEvent) -> None:
-        self.total, self.done, self.reused = total, done, done
-        self.ok = self.failed = 0
-        self.start = time.perf_counter()
-        self.emit = emit
-
-    def add(self, result: ChunkResult) -> None:
-        self.done += len(result.trials)
-        self.ok += result.n_ok
-        self.failed += result.n_failed
-        elapsed = time.perf_counter() - self.start
-        fresh = self.done - self.reused
-        rate = fresh / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - self.done) / rate if rate > 0 else None
-        self.emit(
-            "sweep_chunk",
-            {
-                "chunk": result.index,
-                "done": self.done,
-                "total": self.total,
-                "ok": self.ok,
-                "failed": self.failed,
-                "trials_per_s": rate,
-                "eta_s": eta,
-            },
-        )
 
 
 def run_sweep(
@@ -208,7 +167,7 @@ def run_sweep(
     >>> grid = grid_from_config(cfg, [("strategy.lookback", [63, 126], "flag")])  # doctest: +SKIP
     >>> run_sweep(cfg, grid).summary.head()  # doctest: +SKIP
     """
-    from qpipe.api import new_run_id, resolve_paths
+    from qpipe.runs.paths import new_run_id, resolve_paths
 
     t0 = time.perf_counter()
     emit = on_event or (lambda kind, data: None)
@@ -222,81 +181,52 @@ def run_sweep(
         metric = metric or sweep_metric(cfg)
         setup = _prepare(cfg, grid, metric, paths, recorder, resume, auto_resume, evaluator, argv)
     except BaseException as exc:
-        with _uninterrupted(), contextlib.suppress(Exception):
+        with uninterrupted(), contextlib.suppress(Exception):
             _record_setup_failure(recorder, exc)
         raise
     folder, job, done, next_index = setup
     recorder = SweepRecorder(book, folder.sweep_id)
-    n = grid.n_trials
-    emit(
-        "sweep_started",
-        {
-            "sweep_id": folder.sweep_id,
-            "folder": str(folder.path),
-            "n_trials": n,
-            "reused": len(done),
-        },
-    )
+    info = {"sweep_id": folder.sweep_id, "folder": str(folder.path), "reused": len(done)}
+    emit("sweep_started", {**info, "n_trials": grid.n_trials})
     eng, own = _engine(cfg, engine)
-    progress = _Progress(n, len(done), emit)
+    progress = Progress(grid.n_trials, len(done), emit)
     try:
-        workers = eng.cluster_cpus() if hasattr(eng, "cluster_cpus") else 1
-        planner = ChunkPlanner(
-            n,
-            (lambda p: grid.trial_at(p) in done) if done else None,
-            first_index=next_index,
-            workers=workers,
-        )
-
-        def on_result(chunk: Chunk, result: ChunkResult) -> None:
-            planner.observe(len(result.trials), result.seconds)
-            recorder.chunk(
-                index=result.index,
-                trials=result.trials,
-                n_ok=result.n_ok,
-                n_failed=result.n_failed,
-                digest=result.digest,
-                path=result.path,
-                seconds=result.seconds,
-            )
-            progress.add(result)
-
-        eng.map_chunks(run_chunk, job, planner, on_result)
-        summary = _finish(folder, grid, metric)
+        stream(eng, job, done, next_index, recorder, progress)
+        summary = finish(folder, grid, metric)
     except BaseException as exc:
-        with _uninterrupted():
-            _record_interrupted(folder, grid, metric, recorder, progress, exc)
+        with uninterrupted():
+            record_interrupted(folder, grid, metric, recorder, progress, exc)
         raise
     finally:
         if own:
             eng.close()
     digest = results_digest(summary)
-    ok = int((summary["status"] == "ok").sum())
-    with _uninterrupted():
-        folder.set_state("finished", results_digest=digest)
-        recorder.finished(
-            n_trials=summary.height,
-            n_ok=ok,
-            n_failed=summary.height - ok,
-            results_digest=digest,
-            summary=str(folder.path / "summary.arrow"),
-            seconds=round(time.perf_counter() - t0, 6),
-        )
+    with uninterrupted():
+        _record_finished(folder, recorder, summary, digest, time.perf_counter() - t0)
+    seconds = time.perf_counter() - t0
     return SweepResult(
-        folder.sweep_id,
-        metric,
-        grid,
-        folder.path,
-        summary,
-        digest,
-        time.perf_counter() - t0,
-        reused=len(done),
+        folder.sweep_id, metric, grid, folder.path, summary, digest, seconds, reused=len(done)
+    )
+
+
+def _record_finished(
+    folder: SweepFolder, recorder: SweepRecorder, summary: pl.DataFrame, digest: str, secs: float
+) -> None:
+    ok = int((summary["status"] == "ok").sum())
+    folder.set_state("finished", results_digest=digest)
+    recorder.finished(
+        n_trials=summary.height,
+        n_ok=ok,
+        n_failed=summary.height - ok,
+        results_digest=digest,
+        summary=str(folder.path / "summary.arrow"),
+        seconds=round(secs, 6),
     )
 
 
 def _record_setup_failure(recorder: SweepRecorder, exc: BaseException) -> None:
     phase = "config" if isinstance(exc, ConfigError) else "setup"
-    recorder.failed(error=type(exc).__name__, message=_first_line(exc), phase=phase)
+    recorder.failed(error=type(exc).__name__, message=first_line(exc), phase=phase)
 
 
 def record_setup_failure(
@@ -308,7 +238,7 @@ def record_setup_failure(
 ) -> None:
     """Record a sweep that failed before it started (e.g. a malformed ``--sweep`` flag) as
     ``sweep_failed`` in the ledger it would have used; best effort, never raises."""
-    from qpipe.api import new_run_id, resolve_paths
+    from qpipe.runs.paths import new_run_id, resolve_paths
 
     with contextlib.suppress(Exception):
         paths = resolve_paths(cfg, out, ledger)
@@ -382,47 +312,3 @@ def _prepare(
     panel = importlib.import_module(evaluator).build_panel(prices, store)
     job = SweepJob(panel, base.to_dict(), grid, str(paths.store), str(folder.chunk_dir), evaluator)
     return folder, job, done, next_index
-
-
-def _finish(folder: SweepFolder, grid: Grid, metric: str) -> pl.DataFrame:
-    """``summary.arrow`` and ``sweep.html`` from the chunk files."""
-    summary = assemble(
-        read_chunks(folder.chunk_files()), grid.axes, sweep_id=folder.sweep_id, metric=metric
-    )
-    write_summary(summary, folder.path / "summary.arrow")
-    write_page(folder, summary, grid.keys, metric)
-    return summary
-
-
-def _record_interrupted(
-    folder: SweepFolder,
-    grid: Grid,
-    metric: str,
-    recorder: SweepRecorder,
-    progress: _Progress,
-    exc: BaseException,
-) -> None:
-    """The trials that finished as ``summary.arrow``, then ``sweep_failed`` (best effort).
-
-    A chunk file written just before the interrupt, whose ``sweep_chunk`` record was not, is
-    recorded first (``recovered``), so the ledger counts every trial the summary holds.
-    """
-    n_done = progress.done
-    with contextlib.suppress(Exception):
-        n_done = len(done_trials(folder, recorder.ledger.path, recorder)[0])
-    with contextlib.suppress(Exception):
-        _finish(folder, grid, metric)
-    with contextlib.suppress(Exception):
-        folder.set_state("interrupted")
-    with contextlib.suppress(Exception):
-        recorder.failed(
-            error=type(exc).__name__,
-            message=_first_line(exc),
-            n_done=n_done,
-            n_trials=progress.total,
-            summary=str(folder.path / "summary.arrow"),
-        )
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
