@@ -35,11 +35,6 @@ __all__ = [
     "RunStarted",
     "Stage",
     "StageOutput",
-    "SweepChunk",
-    "SweepFailed",
-    "SweepFinished",
-    "SweepResumed",
-    "SweepStarted",
     "TrialStats",
     "Validation",
     "ValidationFailure",
@@ -348,16 +343,6 @@ class TrialStats(Payload):
     )
 
 
-# the sweep kinds live in their own module (this one stays under the size limit); imported
-# here, after Payload exists, so PAYLOADS lists every kind in one place
-from qpipe.ledger.payloads_sweep import (  # noqa: E402
-    SweepChunk,
-    SweepFailed,
-    SweepFinished,
-    SweepResumed,
-    SweepStarted,
-)
-
 PAYLOADS: tuple[type[Payload], ...] = (
     RunStarted,
     Dataset,
@@ -374,11 +359,6 @@ PAYLOADS: tuple[type[Payload], ...] = (
     ResearchFinished,
     ResearchFailed,
     TrialStats,
-    SweepStarted,
-    SweepResumed,
-    SweepChunk,
-    SweepFinished,
-    SweepFailed,
 )
 
 
@@ -386,8 +366,9 @@ def kinds_table() -> str:
     """The markdown table of kinds and their ``data`` fields, for ``docs/ledger.md``."""
     rows = ["| kind | `data` fields | what it records |", "|---|---|---|"]
     from qpipe.ledger.imports import DataImport  # its own module (this one is at its size limit)
+    from qpipe.ledger.payloads_sweep import SWEEP_PAYLOADS  # likewise
 
-    kinds: tuple[type[Payload], ...] = (*PAYLOADS, DataImport)
+    kinds: tuple[type[Payload], ...] = (*PAYLOADS, DataImport, *SWEEP_PAYLOADS)
     for cls in kinds:
         if cls.DATA_DOC:
             summary = (cls.__doc__ or "").strip().splitlines()[0]

@@ -13,7 +13,14 @@ from typing import Any, ClassVar
 
 from qpipe.ledger.payloads import Payload
 
-__all__ = ["SweepChunk", "SweepFailed", "SweepFinished", "SweepResumed", "SweepStarted"]
+__all__ = [
+    "SWEEP_PAYLOADS",
+    "SweepChunk",
+    "SweepFailed",
+    "SweepFinished",
+    "SweepResumed",
+    "SweepStarted",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,3 +99,12 @@ class SweepFailed(Payload):
     n_done: int | None = field(default=None, metadata={"doc": "trials with a result"})
     n_trials: int | None = field(default=None, metadata={"doc": "trials in the grid"})
     summary: str | None = field(default=None, metadata={"doc": "the partial `summary.arrow`"})
+
+
+SWEEP_PAYLOADS: tuple[type[Payload], ...] = (
+    SweepStarted,
+    SweepResumed,
+    SweepChunk,
+    SweepFinished,
+    SweepFailed,
+)

@@ -17,6 +17,7 @@ from typing import Any
 
 from qpipe.errors import LedgerError
 from qpipe.ledger import payloads as p
+from qpipe.ledger import payloads_sweep as ps
 from qpipe.ledger.imports import DataImport
 from qpipe.ledger.writer import Ledger
 
@@ -114,25 +115,25 @@ class RunRecorder:
         """Trial-aware statistics were computed (its ``run_id`` is a new id)."""
         return self.write(_expect(payload, p.TrialStats))
 
-    def sweep_started(self, payload: p.SweepStarted) -> dict[str, Any]:
+    def sweep_started(self, payload: ps.SweepStarted) -> dict[str, Any]:
         """A sweep began (construct the recorder with the sweep id)."""
-        return self.write(_expect(payload, p.SweepStarted))
+        return self.write(_expect(payload, ps.SweepStarted))
 
-    def sweep_resumed(self, payload: p.SweepResumed) -> dict[str, Any]:
+    def sweep_resumed(self, payload: ps.SweepResumed) -> dict[str, Any]:
         """An interrupted sweep was picked up again."""
-        return self.write(_expect(payload, p.SweepResumed))
+        return self.write(_expect(payload, ps.SweepResumed))
 
-    def sweep_chunk(self, payload: p.SweepChunk) -> dict[str, Any]:
+    def sweep_chunk(self, payload: ps.SweepChunk) -> dict[str, Any]:
         """A chunk of a sweep's trials finished."""
-        return self.write(_expect(payload, p.SweepChunk))
+        return self.write(_expect(payload, ps.SweepChunk))
 
-    def sweep_finished(self, payload: p.SweepFinished) -> dict[str, Any]:
+    def sweep_finished(self, payload: ps.SweepFinished) -> dict[str, Any]:
         """The sweep ended well."""
-        return self.write(_expect(payload, p.SweepFinished))
+        return self.write(_expect(payload, ps.SweepFinished))
 
-    def sweep_failed(self, payload: p.SweepFailed) -> dict[str, Any]:
+    def sweep_failed(self, payload: ps.SweepFailed) -> dict[str, Any]:
         """The sweep stopped before every trial had a result."""
-        return self.write(_expect(payload, p.SweepFailed))
+        return self.write(_expect(payload, ps.SweepFailed))
 
 
 def _expect(payload: Any, cls: type[p.Payload]) -> Any:

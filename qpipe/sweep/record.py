@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from qpipe.ledger import Ledger, RunRecorder, iter_records
-from qpipe.ledger import payloads as p
+from qpipe.ledger import payloads_sweep as ps
 
 __all__ = ["SweepRecorder", "recorded_chunks", "trials_tried"]
 
@@ -31,10 +31,10 @@ class SweepRecorder:
 
     def started(self, **data: Any) -> None:
         """grid, grid_digest, config_digest, data_digest, code_version, n_trials, metric, ..."""
-        self._rec.sweep_started(p.SweepStarted(**data))
+        self._rec.sweep_started(ps.SweepStarted(**data))
 
     def resumed(self, *, n_done: int, next_chunk: int) -> None:
-        self._rec.sweep_resumed(p.SweepResumed(n_done=n_done, next_chunk=next_chunk))
+        self._rec.sweep_resumed(ps.SweepResumed(n_done=n_done, next_chunk=next_chunk))
 
     def chunk(
         self,
@@ -50,17 +50,17 @@ class SweepRecorder:
     ) -> None:
         """A finished chunk; ``recovered`` when its file was found on resume, not seen live."""
         listed = sorted(trials)
-        payload = p.SweepChunk(
+        payload = ps.SweepChunk(
             chunk=index, trials=listed, n_trials=len(listed), n_ok=n_ok, n_failed=n_failed,
             digest=digest, path=path, seconds=round(seconds, 6), recovered=recovered,
         )  # fmt: skip
         self._rec.sweep_chunk(payload)
 
     def finished(self, **data: Any) -> None:
-        self._rec.sweep_finished(p.SweepFinished(**data))
+        self._rec.sweep_finished(ps.SweepFinished(**data))
 
     def failed(self, *, error: str, message: str, **data: Any) -> None:
-        self._rec.sweep_failed(p.SweepFailed(error=error, message=message, **data))
+        self._rec.sweep_failed(ps.SweepFailed(error=error, message=message, **data))
 
 
 def recorded_chunks(ledger_path: str | Path, sweep_id: str) -> dict[int, dict[str, Any]]:
