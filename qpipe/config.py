@@ -82,6 +82,7 @@ DEFAULTS: Mapping[str, Mapping[str, Any]] = {
         "mode": "two_tier",  # two_tier | per_step | none
         "pit_cuts": 3,
         "skip_validated": True,  # skip Tier 1 for data whose digest the ledger has validated
+        "max_daily_return": 10.0,  # warn about a close moving more than +1000 % in a day
     },
     "engine": {
         "kind": "local",  # local | ray
@@ -133,6 +134,7 @@ RANGES: Mapping[str, tuple[float, float, bool]] = {
     "backtest.slippage_bps": (0, 10_000, True),
     "backtest.borrow_bps": (0, 10_000, True),
     "validation.pit_cuts": (0, 100, True),
+    "validation.max_daily_return": (0, math.inf, False),
     "engine.threads": (0, 1024, True),
     "engine.num_cpus": (0, 1_000_000, True),
     "engine.connect_timeout": (0, 3600, False),

@@ -2,7 +2,11 @@
 
 All metrics are computed with numpy on the full daily return series in date order, so they are
 deterministic. A metric whose denominator is zero (or, for standard deviations, below
-:data:`ZERO_STD`, i.e. floating-point noise) is ``None`` (null in ``metrics.json``).
+:data:`ZERO_STD`, i.e. floating-point noise) is ``None`` (null in ``metrics.json``). So is a ratio
+whose spread is not finite: returns so large that their squares overflow (one close of 1e200)
+make the standard deviation infinite, and ``mean / inf`` would print a meaningless 0.0. The
+Sortino ratio is null then too, and so are the benchmark metrics when either series' spread
+overflows: their means and differences are as meaningless as the spread.
 """
 
 from __future__ import annotations
@@ -160,15 +164,17 @@ def metrics_from_arrays(
 
     e_end = float(e[-1])
     out["total_return"] = _f(e_end / k - 1.0)
-    out["cagr"] = _f((e_end / k) ** (PERIODS / n) - 1.0) if e_end > 0 else -1.0
-    sd = _std(r)
+    out["cagr"] = _cagr(e_end / k, n) if e_end > 0 else -1.0
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is handled as a null
+        sd = _std(r)
+    spread_ok = sd is None or math.isfinite(sd)
     if sd is not None:
         out["ann_vol"] = _f(sd * math.sqrt(PERIODS))
-        if sd > ZERO_STD:
+        if _usable(sd):
             out["sharpe"] = _f(float(np.mean(r)) / sd * math.sqrt(PERIODS))
     if r.size:
         downside = math.sqrt(float(np.mean(np.minimum(r, 0.0) ** 2)))
-        if downside > ZERO_STD:
+        if _usable(downside) and spread_ok:
             out["sortino"] = _f(float(np.mean(r)) * PERIODS / (downside * math.sqrt(PERIODS)))
         moved = r[r != 0.0]
         if moved.size:
@@ -186,18 +192,34 @@ def metrics_from_arrays(
     return out
 
 
+def _cagr(growth: float, n: int) -> float | None:
+    try:
+        return _f(growth ** (PERIODS / n) - 1.0)
+    except OverflowError:  # a float power overflows with an error, not to inf
+        return None
+
+
+def _usable(spread: float) -> bool:
+    """A spread a ratio may divide by: above rounding noise and finite."""
+    return ZERO_STD < spread < math.inf
+
+
 def _benchmark_metrics(out: dict[str, float | int | None], rr: np.ndarray, bb: np.ndarray) -> None:
+    """Beta, alpha, tracking error and information ratio against aligned benchmark returns."""
     if rr.size < 2:
         return
-    sb = float(np.std(bb, ddof=1))
-    if sb > ZERO_STD:
-        beta = float(np.cov(rr, bb, ddof=1)[0, 1]) / sb**2
-        out["beta"] = _f(beta)
-        out["alpha_ann"] = _f((float(np.mean(rr)) - beta * float(np.mean(bb))) * PERIODS)
-    active = rr - bb
-    te = float(np.std(active, ddof=1)) * math.sqrt(PERIODS)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is handled as a null
+        sb = float(np.std(bb, ddof=1))
+        if not (math.isfinite(sb) and math.isfinite(float(np.std(rr, ddof=1)))):
+            return  # a spread overflowed: every comparison with it is meaningless
+        if _usable(sb):
+            beta = float(np.cov(rr, bb, ddof=1)[0, 1]) / sb**2
+            out["beta"] = _f(beta)
+            out["alpha_ann"] = _f((float(np.mean(rr)) - beta * float(np.mean(bb))) * PERIODS)
+        active = rr - bb
+        te = float(np.std(active, ddof=1)) * math.sqrt(PERIODS)
     out["tracking_error"] = _f(te)
-    if te > ZERO_STD * math.sqrt(PERIODS):
+    if ZERO_STD * math.sqrt(PERIODS) < te < math.inf:
         out["information_ratio"] = _f(float(np.mean(active)) * PERIODS / te)
 
 

@@ -14,19 +14,14 @@ keys (DESIGN.md, "Data conventions", weights). In order:
 ``long_only``          ``w >= 0`` when ``allocation.long_only``
 ``point_in_time``      see below; only with a ``strategy`` and ``validation.pit_cuts > 0``
 
-**Point-in-time check.** Weights for date t may use prices up to close t only. For each of
-``pit_cuts`` cut dates r (rebalance dates with positions, spread evenly, the last one included)
-the strategy is re-run on prices truncated after r, and the weights it gives on the last
-``pit_window`` rebalance dates up to r must equal the audited weights to 1e-12. A stage that
-reads any later row (``shift(-1)``, a centred window, a full-sample statistic) changes the weights
-on r, whose future is missing from the truncated data. In the issue's terms the cut c is the
-price date after r, the data is truncated before c, and only dates strictly before c are compared;
-because r is a true rebalance date, the last truncated row is not a false month end.
-
-To stay cheap the re-run sees only a trailing window: from ``warmup_days + 5`` price dates before
-the first compared date, extended back so that every symbol priced in the window keeps its last
-``warmup_days + 5`` rows (windows count a symbol's own rows, so gaps need more dates), and for
-``every_k`` schedules moved back to a schedule-aligned date so the k-day phase is unchanged.
+**Point-in-time check** (:mod:`qpipe.validation.pit`). Weights for date t may use prices up to
+close t only. For each of ``pit_cuts`` cut dates r (rebalance dates with positions, spread
+evenly, the last one included) every step of the strategy is re-run on its own inputs from the
+run, truncated after r and cut down to what its shard needs, and its output on the last
+``pit_window`` rebalance dates up to r must equal the run's. A step that reads any later row
+(``shift(-1)``, a centred window, a full-sample statistic, the next rebalance) changes its output
+on r, whose future is missing from the truncated inputs. Because r is a true rebalance date, the
+last truncated row is not a false month end.
 """
 
 from __future__ import annotations
@@ -34,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,8 +39,18 @@ import polars as pl
 from qpipe.config import ThreadSafeConfig
 from qpipe.errors import AllocationAuditError
 from qpipe.stages.base import Pipeline
+from qpipe.validation.pit import PIT_MARGIN, StageProof, check_point_in_time
+from qpipe.validation.pit import _History as _History  # importable here as before
 
-__all__ = ["CHECKS", "AuditReport", "Violation", "audit_allocation"]
+__all__ = [
+    "CHECKS",
+    "AuditReport",
+    "Violation",
+    "allocation_notes",
+    "audit_allocation",
+    "price_jumps",
+    "price_notes",
+]
 
 CHECKS = (
     "finite",
@@ -60,8 +66,6 @@ CHECKS = (
 )
 WEIGHT_TOL = 1e-12
 GROSS_TOL = 1e-9
-PIT_TOL = 1e-12
-PIT_MARGIN = 5
 SHOW = 5  # violations quoted in the error message
 
 # (date, symbol, check, value); symbol is None for per-date checks
@@ -88,6 +92,9 @@ class AuditReport:
         The cut dates the point-in-time check used (empty if it did not run).
     pit_seconds
         Wall time of the point-in-time check alone.
+    pit_stages
+        One :class:`~qpipe.validation.pit.StageProof` per strategy step (its digest, the rows
+        re-run, its violations, or ``reused`` when an earlier proof of its digest was trusted).
     """
 
     passed: bool
@@ -96,6 +103,7 @@ class AuditReport:
     seconds: float
     pit_cuts: tuple[dt.date, ...] = ()
     pit_seconds: float = 0.0
+    pit_stages: tuple[StageProof, ...] = ()
 
     def to_json(self, limit: int = 100) -> dict[str, Any]:
         """A JSON-safe summary for the ledger (the first ``limit`` violations)."""
@@ -116,12 +124,14 @@ class AuditReport:
             "seconds": round(self.seconds, 6),
             "pit_cuts": [d.isoformat() for d in self.pit_cuts],
             "pit_seconds": round(self.pit_seconds, 6),
+            "pit_stages": [p.to_json() for p in self.pit_stages],
         }
 
     def raise_for_violations(self) -> None:
         """Raise :class:`AllocationAuditError` listing every violation, if there is any."""
         if self.violations:
-            raise AllocationAuditError(_message(self.violations), self.violations)
+            failed = [p.step for p in self.pit_stages if not p.passed]
+            raise AllocationAuditError(_message(self.violations, failed), self.violations)
 
 
 def _rows(frame: pl.DataFrame, check: str, value: str | None) -> list[Violation]:
@@ -221,104 +231,46 @@ def _pick_cuts(w: pl.DataFrame, n: int) -> list[dt.date]:
     return sorted({pool[round(k * (m - 1) / n)] for k in range(1, n + 1)})
 
 
-class _History:
-    """Each symbol's rows in date order, to find where its trailing window starts.
-
-    ``back(lo, cut, warm)`` is the earliest date among, for every symbol priced in
-    ``[lo, cut]``, the row ``warm`` rows before its first row in that range (or its first row).
-    Symbols are grouped by integer codes (a hash, not a sort of the strings); frames with null
-    keys take the plain Polars path, whose null handling this must match.
-    """
-
-    def __init__(self, prices: pl.DataFrame) -> None:
-        keys = prices.select("date", "symbol")
-        self.frame: pl.DataFrame | None = None
-        if keys.null_count().sum_horizontal().item():
-            self.frame = keys.sort("symbol", "date").with_columns(
-                pl.int_range(pl.len()).over("symbol").alias("_k")
-            )
-            return
-        sym, date = pl.col("symbol"), pl.col("date")
-        prev = sym.shift()
-        flags = keys.select(
-            (prev.is_null() | (sym != prev)).alias("new"),
-            (prev.is_null() | (sym > prev) | ((sym == prev) & (date >= date.shift())))
-            .all()
-            .alias("ordered"),
-        )
-        if flags["ordered"][0]:  # the store's usual (symbol, date) order: no sort needed
-            new_group = flags["new"].to_numpy()
-            self.day = keys["date"].cast(pl.Int32).to_numpy()
-        else:
-            coded = keys.select(
-                sym.cast(pl.Categorical).to_physical().cast(pl.Int64).alias("s"),
-                date.cast(pl.Int32).alias("d"),
-            ).sort("s", "d")
-            codes = coded["s"].to_numpy()
-            new_group = np.r_[True, codes[1:] != codes[:-1]]
-            self.day = coded["d"].to_numpy()
-        # rows are grouped by symbol, days ascending within a group
-        self.gid = np.cumsum(new_group)
-        self.start = np.maximum.accumulate(np.where(new_group, np.arange(new_group.size), 0))
-
-    def back(self, lo: dt.date, cut: dt.date, warm: int) -> dt.date | None:
-        if self.frame is not None:
-            numbered = self.frame
-            firsts = (
-                numbered.filter(pl.col("date").is_between(lo, cut))
-                .group_by("symbol")
-                .agg((pl.col("_k").min() - warm).clip(lower_bound=0).alias("_k"))
-            )
-            found = numbered.join(firsts, on=["symbol", "_k"], how="semi")["date"].min()
-            return found if isinstance(found, dt.date) else None
-        epoch = dt.date(1970, 1, 1)
-        inside = np.flatnonzero((self.day >= (lo - epoch).days) & (self.day <= (cut - epoch).days))
-        if inside.size == 0:
-            return None
-        g = self.gid[inside]
-        first = inside[np.r_[True, g[1:] != g[:-1]]]  # first row in range of each symbol
-        group = self.start[first]
-        rows = group + np.maximum(first - group - warm, 0)
-        return epoch + dt.timedelta(days=int(self.day[rows].min()))
-
-
 def _pit(
     w: pl.DataFrame,
     prices: pl.DataFrame,
     cfg: ThreadSafeConfig,
     strategy: Pipeline,
-    cuts: list[dt.date],
+    intermediates: Mapping[str, pl.DataFrame] | None,
+    proven: frozenset[str],
     window: int,
-) -> list[Violation]:
+) -> tuple[list[dt.date], list[Violation], list[StageProof]]:
     from qpipe.strategy import warmup_days  # local: strategy imports the stages, not vice versa
 
+    cuts = _pick_cuts(w, cfg.validation.pit_cuts)
+    if not cuts:
+        return [], [], []
     warm = int(strategy.meta.get("warmup_days", warmup_days(cfg))) + PIT_MARGIN
-    price_dates = prices["date"].unique().sort()
-    index = {d: i for i, d in enumerate(price_dates.to_list())}
-    reb = w["date"].unique().sort().to_list()
-    history = _History(prices)
-    out: list[Violation] = []
-    for cut in cuts:
-        compared = [d for d in reb if d <= cut][-window:]
-        lo = price_dates[max(0, index[compared[0]] - warm)]
-        back = history.back(lo, cut, warm)
-        start = min(lo, back) if isinstance(back, dt.date) else lo
-        if cfg.allocation.rebalance == "every_k":
-            k = cfg.allocation.every_k
-            start = price_dates[(index[start] // k) * k]
-        truncated = prices.filter(pl.col("date").is_between(start, cut))
-        got = strategy.apply_lazy({"prices": truncated.lazy()})["weights"].collect()
-        keep = pl.col("date").is_in(compared)
-        given = w.filter(keep).select("date", "symbol", pl.col("weight").alias("_a"))
-        again = got.filter(keep).select(
-            pl.col("date").cast(pl.Date), "symbol", pl.col("weight").cast(pl.Float64).alias("_b")
-        )
-        both = given.join(again, on=["date", "symbol"], how="full", coalesce=True).with_columns(
-            (pl.col("_a").fill_null(0.0) - pl.col("_b").fill_null(0.0)).alias("diff")
-        )
-        bad = both.filter(~(pl.col("diff").abs() <= PIT_TOL)).sort("date", "symbol")
-        out.extend(_rows(bad, "point_in_time", "diff"))
-    return out
+    px = prices.with_columns(pl.col("date").cast(pl.Date), pl.col("symbol").cast(pl.String))
+    frames: dict[str, pl.DataFrame] = {strategy.sources[0]: px}
+    if intermediates is not None:
+        frames.update(intermediates)
+    missing = [o for o in strategy.outputs if o not in frames and o != "weights"]
+    if missing:  # not handed over by the run: recompute them once (tests, notebooks)
+        env = strategy.apply_lazy({strategy.sources[0]: px.lazy()})
+        frames.update(zip(missing, pl.collect_all([env[o] for o in missing]), strict=True))
+    frames["weights"] = w
+    a = cfg.allocation
+    every_k = a.every_k if a.rebalance == "every_k" else None
+    # the allocation's own history: the vol-targeting window (its schedule needs none: the
+    # window ends on a true rebalance date, and every_k starts stay on the k-day grid)
+    warm_all = int(strategy.meta.get("allocation_warmup", a.vol_window if a.target_vol > 0 else 0))
+    found, proofs = check_point_in_time(
+        strategy,
+        frames,
+        cuts,
+        warm=warm,
+        warm_all=warm_all + PIT_MARGIN,
+        window=window,
+        every_k=every_k,
+        proven=proven,
+    )
+    return cuts, found, proofs
 
 
 def audit_allocation(
@@ -329,6 +281,8 @@ def audit_allocation(
     strategy: Pipeline | None = None,
     raise_on_violation: bool = True,
     pit_window: int = 3,
+    intermediates: Mapping[str, pl.DataFrame] | None = None,
+    proven: frozenset[str] = frozenset(),
 ) -> AuditReport:
     """Audit target weights against the prices and the config (Tier 2).
 
@@ -349,6 +303,12 @@ def audit_allocation(
         with ``False`` the report is returned either way.
     pit_window
         How many rebalance dates up to each cut are compared.
+    intermediates
+        The run's other strategy outputs by name (``features``, ``signals``): each step is
+        re-run on these. Missing ones are recomputed once from ``prices`` (one strategy run).
+    proven
+        Step digests proven causal by an earlier audit (see
+        :func:`qpipe.validation.certificate.proven_steps`); those steps are not re-run.
 
     Returns
     -------
@@ -364,13 +324,14 @@ def audit_allocation(
     found = _structural(w, keys, cfg)
     checks = [c for c in CHECKS if c in found]
     cuts: list[dt.date] = []
+    proofs: list[StageProof] = []
     pit_seconds = 0.0
     clean = not found["duplicate"] and not found["finite"] and not found["price_date"]
     if strategy is not None and cfg.validation.pit_cuts > 0 and clean:
         t0 = time.perf_counter()
-        cuts = _pick_cuts(w, cfg.validation.pit_cuts)
-        px = prices.with_columns(pl.col("date").cast(pl.Date), pl.col("symbol").cast(pl.String))
-        found["point_in_time"] = _pit(w, px, cfg, strategy, cuts, pit_window)
+        cuts, found["point_in_time"], proofs = _pit(
+            w, prices, cfg, strategy, intermediates, proven, pit_window
+        )
         checks.append("point_in_time")
         pit_seconds = time.perf_counter() - t0
     violations = tuple(v for c in CHECKS for v in found.get(c, []))
@@ -381,13 +342,14 @@ def audit_allocation(
         seconds=time.perf_counter() - start,
         pit_cuts=tuple(cuts),
         pit_seconds=pit_seconds,
+        pit_stages=tuple(proofs),
     )
     if raise_on_violation:
         report.raise_for_violations()
     return report
 
 
-def _message(violations: tuple[Violation, ...]) -> str:
+def _message(violations: tuple[Violation, ...], pit_steps: list[str] | None = None) -> str:
     n = len(violations)
     by_check: dict[str, int] = {}
     for v in violations:
@@ -404,6 +366,9 @@ def _message(violations: tuple[Violation, ...]) -> str:
         f"`allocation.{c}`" for c in ("max_weight", "gross_leverage", "long_only") if c in by_check
     ]
     fix = f" (fix the weights or the limit {', '.join(limits)})" if limits else ""
+    if pit_steps:
+        names = ", ".join(f"`{s}`" for s in pit_steps)
+        fix += f" (look-ahead in step{'s' if len(pit_steps) > 1 else ''} {names})"
     return (
         f"allocation audit found {n} violation{'s' if n > 1 else ''} ({counts}): {shown}{more}{fix}"
     )
@@ -446,3 +411,55 @@ def allocation_notes(weights: pl.DataFrame, cfg: ThreadSafeConfig) -> list[str]:
             f"(gross limit {limit:.0%}){why}"
         )
     return notes
+
+
+def _ordered(keys: pl.DataFrame) -> bool:
+    """Whether rows are in (symbol, date) order, the store's order (one pass, no sort)."""
+    sym, date = pl.col("symbol"), pl.col("date")
+    prev = sym.shift()
+    ok = prev.is_null() | (sym > prev) | ((sym == prev) & (date > date.shift()))
+    return bool(keys.select(ok.all()).item())
+
+
+def price_jumps(prices: pl.DataFrame, bound: float) -> pl.DataFrame:
+    """Day-to-day moves of a symbol's close beyond ``bound`` either way.
+
+    A move is from a symbol's previous price row to the next: up by more than ``bound`` (a
+    return above ``bound``) or down by as much in log terms (``close_t / close_prev`` below
+    ``1 / (1 + bound)``). Returns `date`, `symbol`, `return`, sorted by (symbol, date).
+    """
+    keys = prices.select("date", "symbol", pl.col("close").cast(pl.Float64))
+    if keys.height and not _ordered(keys):
+        keys = keys.sort("symbol", "date")
+    close = keys["close"].to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = close[1:] / close[:-1]
+    wild = np.flatnonzero((ratio > 1.0 + bound) | (ratio < 1.0 / (1.0 + bound))) + 1
+    if wild.size == 0:
+        return pl.DataFrame(schema={"date": pl.Date, "symbol": pl.String, "return": pl.Float64})
+    here = keys[wild]
+    before = keys[wild - 1]
+    same = (here["symbol"] == before["symbol"]).fill_null(False)
+    moves = here.with_columns(pl.Series("return", ratio[wild - 1] - 1.0)).filter(same)
+    return moves.select("date", "symbol", "return")
+
+
+def price_notes(prices: pl.DataFrame, cfg: ThreadSafeConfig) -> list[str]:
+    """A warning when some close moves more than ``validation.max_daily_return`` in a day.
+
+    Such a move is almost always a bad tick (a close of 1e200, a missing decimal point); the
+    backtest trades through it and every metric after it is suspect.
+    """
+    bound = float(cfg.validation.max_daily_return)
+    jumps = price_jumps(prices, bound)
+    if jumps.height == 0:
+        return []
+    shown = ", ".join(
+        f"`{s}` on {d.isoformat()} (return {r:+.3g})" for d, s, r in jumps.head(SHOW).iter_rows()
+    )
+    more = f" and {jumps.height - SHOW} more" if jumps.height > SHOW else ""
+    return [
+        f"{jumps.height} daily price move{'s' if jumps.height > 1 else ''} beyond "
+        f"`validation.max_daily_return` = {bound:g} (+{bound:.0%} or the reverse): {shown}{more}; "
+        "check the data, metrics over such a move mean little"
+    ]
