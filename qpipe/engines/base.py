@@ -18,8 +18,8 @@ from qpipe.store import ArrowStore, DatasetRef
 __all__ = ["Engine", "EngineRun", "OutputCheck", "StageRecord", "StepCache", "step_key"]
 
 # Called with (step, output name, collected frame) before the output is stored; per-step
-# validation mode uses it. It must not modify the frame.
-OutputCheck = Callable[[Step, str, pl.DataFrame], None]
+# validation mode uses it. It must not modify the frame; what it returns is ignored.
+OutputCheck = Callable[[Step, str, pl.DataFrame], object]
 
 
 @dataclass(frozen=True)

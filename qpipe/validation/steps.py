@@ -24,7 +24,9 @@ other names  `date` (Date) and `symbol` (String) non-null where present; numeric
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
     from pandera.errors import SchemaError, SchemaErrors
 from qpipe.stages.base import Step
 
-__all__ = ["KINDS", "check_step_output", "step_schema"]
+__all__ = ["KINDS", "StepCheck", "check_step_output", "step_schema"]
 
 KINDS = ("features", "signals", "weights", "equity", "trades", "metrics")
 KEYS = ("date", "symbol")
@@ -135,7 +137,42 @@ def _failures(exc: SchemaErrors | SchemaError) -> list[SchemaFailure]:
     ]
 
 
-def check_step_output(step: Step, name: str, frame: pl.DataFrame) -> None:
+@dataclass(frozen=True)
+class StepCheck:
+    """What :func:`check_step_output` found for one output (for a ``per_step`` record).
+
+    ``failures`` holds one :class:`~qpipe.errors.SchemaFailure` per failing (column, check);
+    ``message`` is the one-line error (empty when it passed).
+    """
+
+    step: str
+    output: str
+    rows: int
+    passed: bool
+    failures: tuple[SchemaFailure, ...]
+    seconds: float
+    message: str = ""
+
+    def raise_for_failures(self) -> None:
+        """Raise :class:`~qpipe.errors.SchemaValidationError` if the output failed."""
+        if not self.passed:
+            raise SchemaValidationError(self.message, list(self.failures))
+
+
+def _summary(step: Step, name: str, failures: list[SchemaFailure]) -> str:
+    parts = [
+        f"`{f.column}` {f.check} ({f.count})" if f.column else f"{f.check} ({f.count})"
+        for f in failures
+    ]
+    shown = "; ".join(parts[:SHOW]) + (
+        f"; and {len(parts) - SHOW} more" if len(parts) > SHOW else ""
+    )
+    return f"stage `{step.name}` output `{name}` failed its schema: {shown}"
+
+
+def check_step_output(
+    step: Step, name: str, frame: pl.DataFrame, *, raise_on_failure: bool = True
+) -> StepCheck:
     """Validate one collected stage output against its schema (an engine ``OutputCheck``).
 
     Parameters
@@ -146,6 +183,14 @@ def check_step_output(step: Step, name: str, frame: pl.DataFrame) -> None:
         The output name; picks the schema (:data:`KINDS`, else key columns only).
     frame
         The collected output; it is not modified.
+    raise_on_failure
+        Raise on a failure (the default, so an engine stops the run); with ``False`` the
+        result says what failed.
+
+    Returns
+    -------
+    StepCheck
+        Passed or not, with every failure and the time the check took.
 
     Raises
     ------
@@ -156,17 +201,22 @@ def check_step_output(step: Step, name: str, frame: pl.DataFrame) -> None:
     """
     from pandera.errors import SchemaError, SchemaErrors
 
+    start = time.perf_counter()
     schema = step_schema(name, frame.schema)
+    failures: list[SchemaFailure] = []
     try:
         schema.validate(frame, lazy=True)
     except (SchemaErrors, SchemaError) as exc:
         failures = _failures(exc)
-        parts = [
-            f"`{f.column}` {f.check} ({f.count})" if f.column else f"{f.check} ({f.count})"
-            for f in failures
-        ]
-        shown = "; ".join(parts[:SHOW]) + (
-            f"; and {len(parts) - SHOW} more" if len(parts) > SHOW else ""
-        )
-        msg = f"stage `{step.name}` output `{name}` failed its schema: {shown}"
-        raise SchemaValidationError(msg, failures) from None
+    result = StepCheck(
+        step.name,
+        name,
+        frame.height,
+        not failures,
+        tuple(failures),
+        time.perf_counter() - start,
+        _summary(step, name, failures) if failures else "",
+    )
+    if raise_on_failure:
+        result.raise_for_failures()
+    return result
