@@ -103,8 +103,8 @@ def builtin() -> pl.DataFrame:
 def csv_file_prices(tmp_path_factory) -> pl.DataFrame:
     """20 symbols written as the real input format (CSV long: date,symbol,close), then ingested
     into a store and opened from it as a run would."""
-    from qpipe.store import ArrowStore
     from qpipe.ingest import ingest_prices
+    from qpipe.store import ArrowStore
 
     root = tmp_path_factory.mktemp("pit-csv")
     path = root / "prices.csv"
