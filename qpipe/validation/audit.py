@@ -95,6 +95,9 @@ class AuditReport:
     pit_stages
         One :class:`~qpipe.validation.pit.StageProof` per strategy step (its digest, the rows
         re-run, its violations, or ``reused`` when an earlier proof of its digest was trusted).
+    certificate_seq
+        Set when the audit was skipped: the ledger ``seq`` of the passing audit whose
+        certificate covers these inputs (see :mod:`qpipe.validation.certificate`).
     """
 
     passed: bool
@@ -104,6 +107,13 @@ class AuditReport:
     pit_cuts: tuple[dt.date, ...] = ()
     pit_seconds: float = 0.0
     pit_stages: tuple[StageProof, ...] = ()
+    certificate_seq: int | None = None
+
+    @property
+    def skipped(self) -> bool:
+        """True when a validation certificate (ledger record ``certificate_seq``) stood in for
+        the audit: the inputs, the code and the settings were audited before and passed."""
+        return self.certificate_seq is not None
 
     def to_json(self, limit: int = 100) -> dict[str, Any]:
         """A JSON-safe summary for the ledger (the first ``limit`` violations)."""
@@ -125,6 +135,7 @@ class AuditReport:
             "pit_cuts": [d.isoformat() for d in self.pit_cuts],
             "pit_seconds": round(self.pit_seconds, 6),
             "pit_stages": [p.to_json() for p in self.pit_stages],
+            **({"skipped": True} if self.skipped else {}),
         }
 
     def raise_for_violations(self) -> None:
