@@ -50,14 +50,21 @@ def verify_command(args: argparse.Namespace) -> int:
         return 0
     if report.reason is not None:
         print(f"FAILED: `{path}` {report.reason}")
-    else:
+    elif report.bad_artifacts:
         print(
             f"FAILED: `{path}`: {_count(report.records, 'record')}, "
             f"{_count(report.runs, 'run')}, chain intact, but {len(report.bad_artifacts)} of "
             f"{_count(report.artifacts, 'artifact')} do not match their digest"
         )
+    else:
+        print(
+            f"FAILED: `{path}`: chain intact, but "
+            f"{_count(len(report.bad_certificates), 'validation certificate')} do not hold"
+        )
     for a in report.bad_artifacts:
         print(f"  artifact `{a.name}` of run {a.run_id} (line {a.line}): {a.problem} at `{a.path}`")
+    for seq, problem in report.bad_certificates:
+        print(f"  skipped audit (record {seq}): {problem}")
     return 1
 
 

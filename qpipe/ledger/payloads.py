@@ -191,6 +191,7 @@ class AllocationAudit(Payload):
     """Tier 2: the audit of the final allocation (limits, prices, point-in-time)."""
 
     KIND: ClassVar[str] = "allocation_audit"
+    OMIT_NONE: ClassVar[frozenset[str]] = frozenset({"skipped", "certificate"})
 
     passed: bool = field(metadata={"doc": "true when no check found a violation"})
     checks: list[str] = field(metadata={"doc": "the checks that ran"})
@@ -202,6 +203,24 @@ class AllocationAudit(Payload):
     pit_cuts: list[str] = field(metadata={"doc": "dates of the point-in-time look-ahead check"})
     pit_seconds: float = field(metadata={"doc": "time the point-in-time check took"})
     warnings: list[str] = field(metadata={"doc": "allocation warnings (see strategies.md)"})
+    pit_stages: list[dict[str, Any]] = field(
+        default_factory=list,
+        metadata={
+            "doc": "per strategy step: step, digest, shard, rows re-run, violations, seconds, "
+            "reused (proven causal by an earlier audit of the same digest)"
+        },
+    )
+    skipped: bool | None = field(
+        default=None,
+        metadata={"doc": "true when a validation certificate stood in for the audit"},
+    )
+    certificate: dict[str, Any] | None = field(
+        default=None,
+        metadata={
+            "doc": "a passing full audit: {key, prices, weights, settings} (what it certifies); "
+            "a skipped one: {key, ledger, seq, hash} of the certifying record (strategies.md)"
+        },
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from qpipe.ledger.chain import GENESIS, parse_record
 from qpipe.ledger.lock import lock_path, read_head_file
 from qpipe.ledger.reader import read_ledger_bytes, require_ledger
 from qpipe.ledger.writer import TornTail
+from qpipe.validation.certificate import certificate_problems
 
 __all__ = ["BadArtifact", "VerifyReport", "artifact_path", "verify"]
 
@@ -48,6 +49,7 @@ class VerifyReport:
     torn_tail: TornTail | None = None
     bad_artifacts: tuple[BadArtifact, ...] = ()
     artifacts: int = 0
+    bad_certificates: tuple[tuple[int, str], ...] = ()  # (seq of a skipped audit, problem)
 
 
 def artifact_path(ledger_path: str | Path, recorded: str) -> Path:
@@ -187,7 +189,8 @@ def verify(path: str | Path, *, check_artifacts: bool = True) -> VerifyReport:
 
     Detects an edited record (hash or canonical form), a deleted, inserted or reordered record
     (seq and ``prev`` links), records removed from the end (the head in ``<ledger>.lock``, when
-    present), a torn final line, and artifacts whose file is missing or has another digest.
+    present), a torn final line, artifacts whose file is missing or has another digest, and
+    validation certificates that do not point at a passing audit of this ledger.
     """
     p = require_ledger(path)
     parsed, torn, no_newline = parse_lines(read_ledger_bytes(p))
@@ -197,8 +200,10 @@ def verify(path: str | Path, *, check_artifacts: bool = True) -> VerifyReport:
     if problem is None and torn is not None:
         problem = _torn_problem(torn, no_newline)
     bad, nart = _check_all(p, parsed, check_artifacts)
+    # every skipped Tier 2 audit must point at a real, passing full audit of this ledger
+    certs = tuple(certificate_problems(whole))
     return VerifyReport(
-        ok=problem is None and not bad,
+        ok=problem is None and not bad and not certs,
         records=len(whole),
         runs=nruns,
         first_bad_line=problem[0] if problem else None,
@@ -206,6 +211,7 @@ def verify(path: str | Path, *, check_artifacts: bool = True) -> VerifyReport:
         torn_tail=torn,
         bad_artifacts=tuple(bad),
         artifacts=nart,
+        bad_certificates=certs,
     )
 
 

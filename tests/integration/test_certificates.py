@@ -111,3 +111,47 @@ def test_steps_proven_in_this_ledger_are_not_rechecked_on_new_data(first):
     assert all(s["reused"] for s in stages) and {s["digest"] for s in stages} == proven
     assert json.dumps(again["data"])  # plain JSON
     shutil.rmtree(tmp / "runs")
+
+
+def _rebuild_chain(ledger: Path, edit) -> None:
+    """Rewrite the ledger with ``edit`` applied to its records and every hash and link redone,
+    as a forger with write access would (the head beside it too)."""
+    from qpipe._canonical import canonical_json
+    from qpipe.ledger import record_hash
+    from qpipe.ledger.lock import head_bytes, lock_path
+
+    recs = records(ledger)
+    edit(recs)
+    prev = "0" * 64
+    lines = []
+    for rec in recs:
+        rec["prev"] = prev
+        rec["hash"] = record_hash(rec)
+        prev = rec["hash"]
+        lines.append(canonical_json(rec) + "\n")
+    ledger.write_text("".join(lines), encoding="utf-8")
+    lock_path(ledger).write_bytes(head_bytes(recs[-1]["seq"], prev))
+
+
+def test_ledger_verify_catches_a_tampered_certificate_behind_a_valid_chain(first):
+    tmp, store, _, audit, _ = first
+    wider = CFG.replace(allocation={"max_weight": 0.25})
+    _, failed_like, _ = _run(tmp, "a.jsonl", store, wider)  # another full audit record
+    _, skip, _ = _run(tmp, "a.jsonl", store)
+    ledger = tmp / "a.jsonl"
+    assert verify(ledger).ok
+
+    def point_elsewhere(recs):  # the skipped audit now claims the other audit certifies it
+        cert = recs[skip["seq"] - 1]["data"]["certificate"]
+        cert["seq"] = failed_like["seq"]
+
+    _rebuild_chain(ledger, point_elsewhere)
+    report = verify(ledger)
+    assert report.reason is None  # the chain itself is intact...
+    assert not report.ok  # ...but the certificate does not hold
+    ((seq, problem),) = report.bad_certificates
+    assert seq == skip["seq"] and f"record {failed_like['seq']} has changed" in problem
+
+    from qpipe.cli.main import main
+
+    assert main(["ledger", "verify", str(ledger)]) == 1
