@@ -134,7 +134,7 @@ def _rebuild_chain(ledger: Path, edit) -> None:
 
 
 def test_ledger_verify_catches_a_tampered_certificate_behind_a_valid_chain(first):
-    tmp, store, _, audit, _ = first
+    tmp, store, _, _, _ = first
     wider = CFG.replace(allocation={"max_weight": 0.25})
     _, failed_like, _ = _run(tmp, "a.jsonl", store, wider)  # another full audit record
     _, skip, _ = _run(tmp, "a.jsonl", store)
