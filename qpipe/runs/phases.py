@@ -6,6 +6,7 @@ where a phase needs to look at them.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -20,7 +21,8 @@ from qpipe.stages.backtest import backtest as backtest_stage
 from qpipe.stages.backtest import metrics as metrics_stage
 from qpipe.stages.base import Pipeline
 from qpipe.strategy import build_strategy
-from qpipe.validation.audit import AuditReport, allocation_notes, audit_allocation
+from qpipe.validation.audit import AuditReport
+from qpipe.validation.tier2 import tier2, write_index
 
 __all__ = ["Allocation", "Audit", "Backtest", "audit", "backtest", "strategy"]
 
@@ -66,17 +68,8 @@ def audit(env: RunEnv, strategy: Allocation) -> Audit:
     """Tier 2: limits, prices and the point-in-time check; recorded, then enforced."""
     if env.cfg.validation.mode == "none":
         return Audit(None)
-    ctx, start = strategy.context, time.perf_counter()
-    weights = env.store.open(ctx["weights"])
-    report = audit_allocation(
-        weights,
-        env.store.open(ctx["prices"]),
-        env.cfg,
-        strategy=strategy.pipeline,
-        raise_on_violation=False,
-    )
-    notes = tuple(allocation_notes(weights, env.cfg)) if report.passed else ()
-    env.recorder.allocation_audit(p.AllocationAudit(**report.to_json(), warnings=list(notes)))
+    start = time.perf_counter()
+    report, notes = _audit_or_reuse(env, strategy)
     env.recorder.validation(_tier2_record(report, time.perf_counter() - start))
     env.emit("audited", report.to_json())
     for note in notes:
@@ -89,6 +82,32 @@ def audit(env: RunEnv, strategy: Allocation) -> Audit:
         msg = f"weights file `{env.cfg.data.weights}`: {exc.args[0]}"
         raise AllocationAuditError(msg, exc.violations) from None
     return Audit(report, notes)
+
+
+def _audit_or_reuse(env: RunEnv, strategy: Allocation) -> tuple[AuditReport, tuple[str, ...]]:
+    """Reuse a validation certificate for these inputs, or audit (see qpipe.validation.tier2)."""
+    ctx, made = strategy.context, strategy.pipeline.outputs if strategy.pipeline else ()
+    records = env.ledger.records() if env.ledger.path.exists() else []
+    index = env.store.subfolder("index")
+    outcome = tier2(
+        env.store.open(ctx["weights"]),
+        env.store.open(ctx["prices"]),
+        env.cfg,
+        strategy=strategy.pipeline,
+        intermediates={n: env.store.open(ctx[n]) for n in made if n != "weights"},
+        records=records,
+        prices_digest=ctx["prices"].digest,
+        weights_digest=ctx["weights"].digest,
+        index=index,
+    )
+    for kind, data in outcome.events:
+        env.emit(kind, data)
+    written = env.recorder.allocation_audit(p.AllocationAudit(**outcome.record_data()))
+    entry = outcome.index_entry(written, records)
+    if entry is not None:
+        with contextlib.suppress(OSError):  # the index is a shortcut; the ledger is the truth
+            write_index(index, entry)
+    return outcome.report, tuple(outcome.notes)
 
 
 def _tier2_record(report: AuditReport, seconds: float) -> p.Validation:
@@ -104,7 +123,7 @@ def _tier2_record(report: AuditReport, seconds: float) -> p.Validation:
         tier="tier2",
         target="weights",
         passed=report.passed,
-        skipped=False,
+        skipped=report.skipped,
         seconds=round(seconds, 6),
         failures=failures,
     )
