@@ -204,22 +204,11 @@ class AllocationAudit(Payload):
     pit_seconds: float = field(metadata={"doc": "time the point-in-time check took"})
     warnings: list[str] = field(metadata={"doc": "allocation warnings (see strategies.md)"})
     pit_stages: list[dict[str, Any]] = field(
-        default_factory=list,
-        metadata={
-            "doc": "per strategy step: step, digest, shard, rows re-run, violations, seconds, "
-            "reused (proven causal by an earlier audit of the same digest)"
-        },
+        default_factory=list, metadata={"doc": "point-in-time check per step (strategies.md)"}
     )
-    skipped: bool | None = field(
-        default=None,
-        metadata={"doc": "true when a validation certificate stood in for the audit"},
-    )
+    skipped: bool | None = field(default=None, metadata={"doc": "a certificate stood in"})
     certificate: dict[str, Any] | None = field(
-        default=None,
-        metadata={
-            "doc": "a passing full audit: {key, prices, weights, settings} (what it certifies); "
-            "a skipped one: {key, ledger, seq, hash} of the certifying record (strategies.md)"
-        },
+        default=None, metadata={"doc": "issued (key, parts) or used (key, ledger, seq, hash)"}
     )
 
 

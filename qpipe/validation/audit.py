@@ -33,12 +33,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from qpipe.config import ThreadSafeConfig
 from qpipe.errors import AllocationAuditError
 from qpipe.stages.base import Pipeline
+from qpipe.validation.notes import allocation_notes, price_jumps, price_notes
 from qpipe.validation.pit import PIT_MARGIN, StageProof, check_point_in_time
 from qpipe.validation.pit import _History as _History  # importable here as before
 
@@ -383,94 +383,3 @@ def _message(violations: tuple[Violation, ...], pit_steps: list[str] | None = No
     return (
         f"allocation audit found {n} violation{'s' if n > 1 else ''} ({counts}): {shown}{more}{fix}"
     )
-
-
-def allocation_notes(weights: pl.DataFrame, cfg: ThreadSafeConfig) -> list[str]:
-    """Observations about legal but probably unintended weights (warnings, never errors).
-
-    - Many rebalance dates hold no position (the strategy's warm-up ate most of the data).
-    - Dates with positions allocate far less than the gross limit (e.g. ``top_n × max_weight``
-      below 1 leaves the rest in cash).
-    """
-    if weights.height == 0:
-        return []
-    gross = (
-        weights.group_by("date")
-        .agg(pl.col("weight").abs().sum().alias("gross"))
-        .get_column("gross")
-        .to_numpy()
-    )
-    notes: list[str] = []
-    empty = int((gross <= 1e-12).sum())
-    if empty > 0.25 * gross.size:
-        notes.append(
-            f"{empty} of {gross.size} rebalance dates hold no position (warm-up of the "
-            f"strategy's windows, or no signal); metrics include those all-cash days"
-        )
-    held = gross[gross > 1e-12]
-    limit = cfg.allocation.gross_leverage
-    if held.size and float(held.mean()) < 0.75 * limit:
-        why = ""
-        a = cfg.allocation
-        if a.scheme in ("top_n", "inverse_vol") and a.top_n * a.max_weight < limit:
-            why = (
-                f"; `allocation.top_n` × `allocation.max_weight` = {a.top_n * a.max_weight:g} "
-                "caps it, the rest stays in cash"
-            )
-        notes.append(
-            f"dates with positions allocate {float(held.mean()):.0%} of capital on average "
-            f"(gross limit {limit:.0%}){why}"
-        )
-    return notes
-
-
-def _ordered(keys: pl.DataFrame) -> bool:
-    """Whether rows are in (symbol, date) order, the store's order (one pass, no sort)."""
-    sym, date = pl.col("symbol"), pl.col("date")
-    prev = sym.shift()
-    ok = prev.is_null() | (sym > prev) | ((sym == prev) & (date > date.shift()))
-    return bool(keys.select(ok.all()).item())
-
-
-def price_jumps(prices: pl.DataFrame, bound: float) -> pl.DataFrame:
-    """Day-to-day moves of a symbol's close beyond ``bound`` either way.
-
-    A move is from a symbol's previous price row to the next: up by more than ``bound`` (a
-    return above ``bound``) or down by as much in log terms (``close_t / close_prev`` below
-    ``1 / (1 + bound)``). Returns `date`, `symbol`, `return`, sorted by (symbol, date).
-    """
-    keys = prices.select("date", "symbol", pl.col("close").cast(pl.Float64))
-    if keys.height and not _ordered(keys):
-        keys = keys.sort("symbol", "date")
-    close = keys["close"].to_numpy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = close[1:] / close[:-1]
-    wild = np.flatnonzero((ratio > 1.0 + bound) | (ratio < 1.0 / (1.0 + bound))) + 1
-    if wild.size == 0:
-        return pl.DataFrame(schema={"date": pl.Date, "symbol": pl.String, "return": pl.Float64})
-    here = keys[wild]
-    before = keys[wild - 1]
-    same = (here["symbol"] == before["symbol"]).fill_null(False)
-    moves = here.with_columns(pl.Series("return", ratio[wild - 1] - 1.0)).filter(same)
-    return moves.select("date", "symbol", "return")
-
-
-def price_notes(prices: pl.DataFrame, cfg: ThreadSafeConfig) -> list[str]:
-    """A warning when some close moves more than ``validation.max_daily_return`` in a day.
-
-    Such a move is almost always a bad tick (a close of 1e200, a missing decimal point); the
-    backtest trades through it and every metric after it is suspect.
-    """
-    bound = float(cfg.validation.max_daily_return)
-    jumps = price_jumps(prices, bound)
-    if jumps.height == 0:
-        return []
-    shown = ", ".join(
-        f"`{s}` on {d.isoformat()} (return {r:+.3g})" for d, s, r in jumps.head(SHOW).iter_rows()
-    )
-    more = f" and {jumps.height - SHOW} more" if jumps.height > SHOW else ""
-    return [
-        f"{jumps.height} daily price move{'s' if jumps.height > 1 else ''} beyond "
-        f"`validation.max_daily_return` = {bound:g} (+{bound:.0%} or the reverse): {shown}{more}; "
-        "check the data, metrics over such a move mean little"
-    ]

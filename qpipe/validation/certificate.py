@@ -93,9 +93,9 @@ class Certificate:
 
 def _audit_code() -> str:
     """Digest of the audit's own code: a changed check invalidates earlier certificates."""
-    from qpipe.validation import _pit_plan, audit, pit  # local: audit imports nothing from here
+    from qpipe.validation import _pit_plan, audit, notes, pit  # local: they import none of this
 
-    return _digest([inspect.getsource(m) for m in (audit, pit, _pit_plan)])
+    return _digest([inspect.getsource(m) for m in (audit, pit, _pit_plan, notes)])
 
 
 def audit_settings(cfg: Any, *, pit_window: int = 3) -> dict[str, Any]:

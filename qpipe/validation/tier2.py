@@ -26,7 +26,7 @@ import polars as pl
 from qpipe._fs import write_bytes_atomic
 from qpipe.config import ThreadSafeConfig
 from qpipe.stages.base import Pipeline
-from qpipe.validation.audit import AuditReport, allocation_notes, audit_allocation, price_notes
+from qpipe.validation.audit import AuditReport, audit_allocation
 from qpipe.validation.certificate import (
     Certificate,
     CertificateKey,
@@ -36,6 +36,7 @@ from qpipe.validation.certificate import (
     proven_steps,
     strategy_digest,
 )
+from qpipe.validation.notes import allocation_notes, price_notes
 from qpipe.validation.pit import step_digest
 
 __all__ = ["Tier2Outcome", "read_index", "tier2", "write_index"]
