@@ -203,13 +203,9 @@ class AllocationAudit(Payload):
     pit_cuts: list[str] = field(metadata={"doc": "dates of the point-in-time look-ahead check"})
     pit_seconds: float = field(metadata={"doc": "time the point-in-time check took"})
     warnings: list[str] = field(metadata={"doc": "allocation warnings (see strategies.md)"})
-    pit_stages: list[dict[str, Any]] = field(
-        default_factory=list, metadata={"doc": "point-in-time check per step (strategies.md)"}
-    )
+    pit_stages: list[dict[str, Any]] = field(default_factory=list, metadata={"doc": "PIT per step"})
     skipped: bool | None = field(default=None, metadata={"doc": "a certificate stood in"})
-    certificate: dict[str, Any] | None = field(
-        default=None, metadata={"doc": "issued (key, parts) or used (key, ledger, seq, hash)"}
-    )
+    certificate: dict[str, Any] | None = field(default=None, metadata={"doc": "see strategies.md"})
 
 
 @dataclass(frozen=True, slots=True)
