@@ -1,0 +1,135 @@
+"""Runs the selected catalogue cases once per session, a few children at a time.
+
+Each world's good run is made in this process (numba warm after the first), then its case's
+child starts; up to ``PARALLEL`` children run at once, so the catalogue costs about the
+slowest case plus the set-up, not the sum of all cases. Each test then only checks its outcome.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.reliability.catalogue import (
+    CASES,
+    Case,
+    Services,
+    closed_port,
+    huge_arrow,
+    silent_server,
+)
+from tests.reliability.world import (
+    Command,
+    Outcome,
+    World,
+    make_world,
+    remove_world,
+    start,
+)
+
+PARALLEL = 4
+
+
+def _selected(session: pytest.Session) -> list[Case]:
+    wanted = {
+        item.callspec.params["case"].id
+        for item in session.items
+        if hasattr(item, "callspec") and isinstance(item.callspec.params.get("case"), Case)
+    }
+    return [c for c in CASES if c.id in wanted]
+
+
+class _Child:
+    """One case's running child: its timeout, and the signal a case plans to send it."""
+
+    def __init__(self, world: World, case: Case, command: Command, proc: Any, state: tuple):
+        self.world, self.case, self.command, self.proc = world, case, command, proc
+        self.state = state
+        self.started = time.perf_counter()
+        self.armed: float | None = None  # when the child's run appeared in the ledger
+        self.signalled = False
+        self.code: int | None = None
+
+    def maybe_signal(self) -> None:
+        if self.command.signal is None or self.signalled or self.proc.poll() is not None:
+            return
+        signum, delay = self.command.signal
+        if self.armed is None:
+            if len(self.world.ledger_bytes()) > len(self.state[2]):  # its run_started is in
+                self.armed = time.perf_counter()
+            return
+        if time.perf_counter() - self.armed >= delay:
+            self.proc.send_signal(signum)
+            self.signalled = True
+
+    def finished(self) -> bool:
+        self.code = self.proc.poll()
+        if self.code is not None:
+            return True
+        if time.perf_counter() - self.started < self.case.timeout:
+            return False
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        return True
+
+    def outcome(self, logs: Path) -> Outcome:
+        name = self.world.root.name
+        out = (logs / f"{name}.out").read_text(errors="replace")
+        err = (logs / f"{name}.err").read_text(errors="replace")
+        seconds = time.perf_counter() - self.started
+        return Outcome(self.code, out, err, seconds, *self.state, signalled=self.signalled)
+
+
+@pytest.fixture(scope="session")
+def catalogue(request) -> dict[str, tuple[World, Outcome]]:
+    base = Path(tempfile.mkdtemp(prefix="qpipe-reliability-"))
+    logs = base / "_logs"
+    server = silent_server()
+    shared = base / "_shared"  # outside every world: never snapshotted (512 MiB of holes)
+    shared.mkdir()
+    services = Services(
+        closed_port(), f"http://127.0.0.1:{server.getsockname()[1]}", huge_arrow(shared)
+    )
+    results: dict[str, tuple[World, Outcome]] = {}
+    running: dict[str, _Child] = {}
+
+    def reap(block: bool) -> None:
+        while running:
+            for cid, child in list(running.items()):
+                child.maybe_signal()
+                if not child.finished():
+                    continue
+                results[cid] = (child.world, child.outcome(logs))
+                del running[cid]
+                if not block:
+                    return
+            if not block and len(running) < PARALLEL:
+                return
+            time.sleep(0.02)
+
+    seed: Path | None = None
+    try:
+        for case in _selected(request.session):
+            world = make_world(base, case.id, seed)
+            if seed is None:  # a clean copy, before any case touches a store
+                seed = shared / "seed-store"
+                shutil.copytree(world.store, seed, symlinks=True)
+            command = case.prepare(world, services)
+            state = (world.snapshot(), world.run_dirs(), world.ledger_bytes())
+            while len(running) >= PARALLEL:
+                reap(block=False)
+            running[case.id] = _Child(world, case, command, start(world, command, logs), state)
+        reap(block=True)
+        yield results
+    finally:
+        server.close()
+        for child in running.values():
+            child.proc.kill()
+        remove_world(base)
