@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -36,13 +37,36 @@ RUN_GRAPH = PhaseGraph((ingest, strategy, audit, backtest, outputs))
 
 @contextlib.contextmanager
 def signals_blocked() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back while a final record is written (delivered afterwards)."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    """Hold SIGINT and SIGTERM back while a record is written; deliver the first afterwards.
+
+    Masking the main thread (``pthread_sigmask``) is not enough: the OS may hand a process
+    signal to any thread (Polars', numba's), and Python then runs the handler in the main thread
+    anyway. So the handlers are swapped for ones that only note the signal, and the original
+    handler of the first noted signal runs on exit (raising ``KeyboardInterrupt`` or the CLI's
+    SIGTERM error there). Outside the main thread (no handlers run there) this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted: list[signal.Signals] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    old = {signum: signal.getsignal(signum) for signum in held}
+    for signum in held:
+        signal.signal(signum, lambda got, _frame: noted.append(signal.Signals(got)))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for signum, handler in old.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        if noted:
+            _deliver(noted[0], old[noted[0]])
+
+
+def _deliver(signum: int, handler: object) -> None:
+    if callable(handler):
+        handler(signum, None)
+    elif handler in (signal.SIG_DFL, None):
+        signal.raise_signal(signum)  # the default action, now that the record is written
 
 
 def _first_line(exc: BaseException) -> str:
@@ -86,17 +110,23 @@ def opened_run(
     """A started run's environment; a failure inside ends the run as failed and re-raises."""
     own_engine = engine is None
     name = cfg.engine.kind if own_engine else getattr(engine, "name", "custom")
-    run_dir, recorder = _start(cfg, paths, name, argv)
-    run_id = recorder.run_id
-    emit("run_started", {"run_id": run_id, "out_dir": str(run_dir)})
     eng: Engine | None = engine
+    started: tuple[Path, RunRecorder] | None = None
     try:
+        # a signal during the start is held until `started` is set, so it is recorded below
+        # (found by tests/reliability: SIGTERM right after `run_started` left a run `running`)
+        with signals_blocked():
+            started = _start(cfg, paths, name, argv)
+        run_dir, recorder = started
+        run_id = recorder.run_id
+        emit("run_started", {"run_id": run_id, "out_dir": str(run_dir)})
         store = ArrowStore(paths.store)
         eng = make_engine(cfg) if own_engine else engine
         assert eng is not None
         yield RunEnv(run_id, cfg, paths, run_dir, store, eng, recorder, emit, cache, report)
     except BaseException as exc:
-        _end_failed(recorder, run_dir, exc)
+        if started is not None:  # else no run began (e.g. an unwritable ledger)
+            _end_failed(started[1], started[0], exc)
         raise
     finally:
         if own_engine and eng is not None:
