@@ -9,7 +9,9 @@
 - ``vendor/<SYMBOL>.csv``: the same prices as a vendor's per-symbol export (``Date, Open, High,
   Low, Close, Adj Close, Volume``) for ``python -m qpipe data import``; ``Adj Close`` is the close
   adjusted for a made-up 2:1 split and dividends, as vendors do.
-- ``wide.csv``: the closes as one column per symbol (date x symbols), for ``data import --wide``.
+- ``wide.csv``: the closes as one column per symbol (date x symbols), for ``data import``.
+- ``membership.csv``: a point-in-time universe (``symbol,from,to``): eight founding members,
+  others joining and leaving during 2022-2023 (one leaves and comes back), for ``--membership``.
 
 The data is synthetic (see docs/data.md, "The built-in universe"): it exercises the machinery and is
 no evidence for any strategy.
@@ -81,6 +83,22 @@ def vendor_files(frame: pl.DataFrame, folder: Path) -> None:
         out.write_csv(folder / f"{symbol}.csv")
 
 
+MEMBERSHIP = """symbol,from,to
+ACME,2022-01-01,
+BOLT,2022-01-01,
+CRUX,2022-01-01,2023-03-31
+DUNE,2023-01-02,
+EMBR,2022-01-01,
+FLUX,2022-01-01,2022-09-30
+FLUX,2023-04-03,
+GLOW,2022-01-01,
+HALO,2022-07-01,
+IRIS,2022-01-01,
+JADE,2022-01-01,2023-06-30
+KILN,2023-07-03,
+"""
+
+
 def main() -> None:
     frame = prices()
     frame.write_csv(HERE / "prices.csv")
@@ -88,6 +106,7 @@ def main() -> None:
     vendor_files(frame, HERE / "vendor")
     wide = frame.pivot(on="symbol", index="date", values="close", sort_columns=True).sort("date")
     wide.write_csv(HERE / "wide.csv")
+    (HERE / "membership.csv").write_text(MEMBERSHIP, encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ DEFAULTS: Mapping[str, Mapping[str, Any]] = {
         "source": "builtin",
         "weights": "",  # external weights file; empty = the strategy makes them
         "benchmark": "",  # prices file for benchmark metrics; empty = equal-weight universe
+        "membership": "",  # point-in-time universe (symbol, from, to); empty = every priced name
         "symbols": 500,
         "start": "2015-01-01",
         "end": "2024-12-31",

@@ -36,6 +36,7 @@ from qpipe.stages.allocation import allocate
 from qpipe.stages.base import Pipeline, Step
 from qpipe.stages.features import FEATURE_COLUMNS, feature_warmup, features
 from qpipe.stages.signals import cross_sectional, ma_crossover
+from qpipe.stages.universe import members_only
 
 __all__ = ["STRATEGY_KINDS", "build_strategy", "warmup_days"]
 
@@ -111,14 +112,16 @@ def build_strategy(cfg: ThreadSafeConfig) -> Pipeline:
         inputs=("prices",),
         outputs="features",
     )
+    # A point-in-time universe: the signals of non-members are dropped before the allocation.
+    sig_out = "all_signals" if cfg.data.membership else "signals"
     if s.kind == "ma_crossover":
-        sig = ma_crossover.bind({"short": not a.long_only}, inputs=("features",), outputs="signals")
+        sig = ma_crossover.bind({"short": not a.long_only}, inputs=("features",), outputs=sig_out)
     else:
         column, sign = _SCORES[s.kind]
         sig = cross_sectional.bind(
             {"column": column, "method": s.signal, "sign": sign},
             inputs=("features",),
-            outputs="signals",
+            outputs=sig_out,
         )
     alloc = allocate.bind(
         {
@@ -137,4 +140,7 @@ def build_strategy(cfg: ThreadSafeConfig) -> Pipeline:
         outputs="weights",
     )
     meta = FrozenTable({"kind": s.kind, "warmup_days": warmup_days(cfg)})
+    if cfg.data.membership:
+        members = members_only.bind(inputs=("all_signals", "prices"), outputs="signals")
+        return Pipeline((feat, sig, members, alloc), name=f"strategy:{s.kind}", meta=meta)
     return Pipeline((feat, sig, alloc), name=f"strategy:{s.kind}", meta=meta)

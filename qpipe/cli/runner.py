@@ -38,6 +38,11 @@ def runner_parser() -> argparse.ArgumentParser:
         help="prices for the benchmark metrics (default: equal-weight universe)",
     )
     add(
+        "--membership",
+        metavar="FILE",
+        help="point-in-time universe: symbol,from,to (default: every symbol with a price)",
+    )
+    add(
         "--set",
         dest="overrides",
         action="append",
@@ -71,6 +76,7 @@ def resolve_config(args: argparse.Namespace) -> ThreadSafeConfig:
             ("source", args.data),
             ("weights", args.weights),
             ("benchmark", args.benchmark),
+            ("membership", args.membership),
         )
         if v
     }

@@ -110,14 +110,18 @@ class Dataset(Payload):
     """An input was ingested into the store."""
 
     KIND: ClassVar[str] = "dataset"
+    OMIT_NONE: ClassVar[frozenset[str]] = frozenset({"point_in_time"})
 
-    name: str = field(metadata={"doc": "`prices`, `benchmark` or `weights`"})
+    name: str = field(metadata={"doc": "`prices`, `benchmark`, `weights` or `membership`"})
     path: str = field(metadata={"doc": "its store entry"})
     digest: str = field(metadata={"doc": "SHA-256 of the stored Arrow file"})
     rows: int = field(metadata={"doc": "row count"})
     schema: list[list[str]] = field(metadata={"doc": "[[column, dtype], ...]"})
     source: str = field(metadata={"doc": 'the input file, or `"builtin"`'})
     source_digest: str | None = field(metadata={"doc": "SHA-256 of the input file"})
+    point_in_time: bool | None = field(
+        default=None, metadata={"doc": "prices: the strategy's universe is point-in-time"}
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -8,13 +8,14 @@ shows already passed (``validation.skip_validated``).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
 from dataclasses import dataclass
 
 from qpipe._fs import write_bytes_atomic
-from qpipe.errors import ConfigError, QpipeError, SchemaValidationError
+from qpipe.errors import ConfigError, QpipeError, SchemaFailure, SchemaValidationError
 from qpipe.ingest import (
     IngestResult,
     file_digest,
@@ -22,9 +23,11 @@ from qpipe.ingest import (
     ingest_prices,
     ingest_weights,
 )
+from qpipe.ingest.membership import ingest_membership
 from qpipe.ingest.named import is_store_source, open_named
 from qpipe.ledger import payloads as p
 from qpipe.runs.env import RunEnv, failure_records
+from qpipe.stages.universe import MEMBER_COLUMN, mark_members
 from qpipe.store import ArrowStore
 
 __all__ = ["Inputs", "builtin_dataset", "ingest"]
@@ -93,7 +96,9 @@ def _read_prices(env: RunEnv, source: str, validated: set[str]) -> IngestResult:
     return ingest_prices(source, env.store, quarantine_dir=env.run_dir, validate=validate)
 
 
-def _prices(env: RunEnv, name: str, source: str, validated: set[str]) -> IngestResult:
+def _prices(
+    env: RunEnv, name: str, source: str, validated: set[str], point_in_time: bool | None = None
+) -> IngestResult:
     """Ingest one prices input; record its dataset and its Tier 1 outcome, pass or fail."""
     start = time.perf_counter()
     try:
@@ -111,7 +116,7 @@ def _prices(env: RunEnv, name: str, source: str, validated: set[str]) -> IngestR
             )
         )
         raise
-    env.recorder.dataset(_dataset_record(name, res))
+    env.recorder.dataset(_dataset_record(name, res, point_in_time))
     env.recorder.validation(
         p.Validation(
             tier="tier1",
@@ -132,7 +137,7 @@ def _digest_or_none(source: str) -> str | None:
         return None
 
 
-def _dataset_record(name: str, res: IngestResult) -> p.Dataset:
+def _dataset_record(name: str, res: IngestResult, point_in_time: bool | None = None) -> p.Dataset:
     ref = res.ref.to_json()
     return p.Dataset(
         name=name,
@@ -142,6 +147,7 @@ def _dataset_record(name: str, res: IngestResult) -> p.Dataset:
         schema=ref["schema"],
         source=res.source,
         source_digest=res.source_digest,
+        point_in_time=point_in_time,
     )
 
 
@@ -157,11 +163,40 @@ def _check_universe(env: RunEnv, prices: IngestResult) -> None:
         raise ConfigError(msg)
 
 
+def _mark_members(env: RunEnv, prices: IngestResult) -> IngestResult:
+    """``data.membership``: store and record the membership, mark ``in_universe`` on the prices.
+
+    The strategy then ranks only members (:func:`~qpipe.stages.universe.members_only`); the
+    marked prices are what every later phase, the point-in-time audit included, reads.
+    """
+    d = env.cfg.data
+    if d.weights:
+        msg = (
+            "`data.membership` chooses the strategy's universe; external weights "
+            f"(`data.weights` = `{d.weights}`) are used as given: drop one of the two"
+        )
+        raise ConfigError(msg)
+    members = ingest_membership(d.membership, env.store, quarantine_dir=env.run_dir)
+    env.recorder.dataset(_dataset_record("membership", members))
+    frame = env.store.scan(prices.ref)
+    if MEMBER_COLUMN in frame.collect_schema().names():
+        msg = f"prices `{prices.source}` already have a column `{MEMBER_COLUMN}`; rename it"
+        raise SchemaValidationError(
+            msg,
+            [SchemaFailure(f"column `{MEMBER_COLUMN}` is reserved", MEMBER_COLUMN, kind="column")],
+        )
+    marked = mark_members(frame, env.store.scan(members.ref)).collect()
+    return dataclasses.replace(prices, ref=env.store.put(marked))
+
+
 def ingest(env: RunEnv) -> Inputs:
     """Prices, then the benchmark, then external weights, each recorded as it lands."""
     d = env.cfg.data
     validated = _validated_digests(env)
-    prices = _prices(env, "prices", d.source, validated)
+    point_in_time = bool(d.membership) or d.source == "builtin"
+    prices = _prices(env, "prices", d.source, validated, point_in_time)
+    if d.membership:
+        prices = _mark_members(env, prices)
     env.emit("ingested", {"rows": prices.rows})
     if not d.weights:
         _check_universe(env, prices)
