@@ -20,6 +20,8 @@ weights per rebalance date (0 for a symbol without weight), as :func:`simulate` 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import polars as pl
 
@@ -43,6 +45,7 @@ def fast_scores(cfg: TrialConfig) -> bool:
     return s.kind == "momentum" and s.signal in ("rank", "raw")
 
 
+@functools.lru_cache(maxsize=4096)
 def _top_n_weight(count: int, max_weight: float, gross_leverage: float) -> float:
     """The weight of each of ``count`` names: ``allocate``'s top-N arithmetic, in its order."""
     if count == 0:
@@ -68,7 +71,7 @@ class SignalSet:
         self._frames: tuple[pl.DataFrame, pl.DataFrame] | None = None
         self._scores: np.ndarray | None = None
         self._reb: dict[tuple[str, int], np.ndarray] = {}
-        self._ranked: dict[tuple[str, str, int], list[np.ndarray]] = {}
+        self._ranked: dict[tuple[str, str, int], tuple[np.ndarray, np.ndarray]] = {}
 
     def frames(self) -> tuple[pl.DataFrame, pl.DataFrame]:
         """The features and signals frames, as the strategy stages make them (cached)."""
@@ -122,33 +125,38 @@ class SignalSet:
         (frame,) = alloc.call(signals.lazy(), features.lazy())
         return self._densify(frame.collect())
 
-    def ranked(self, rule: str, every_k: int) -> list[np.ndarray]:
+    def ranked(self, rule: str, every_k: int) -> tuple[np.ndarray, np.ndarray]:
         """Per rebalance date, the candidates (finite signal) best first, ties by symbol.
 
-        Computed once per schedule and shared by every ``top_n`` of the signal set.
+        ``(order, count)``: ``order`` is (rebalance dates x symbols), row k holding the columns
+        of date k's ``count[k]`` candidates first (the rest -1). Computed once per schedule and
+        shared by every ``top_n`` of the signal set.
         """
         key = ("ranked", rule, every_k)
         if key not in self._ranked:
             sig = self.scores()
-            out = []
-            for r in self.rebalance_rows(rule, every_k):
+            rows = self.rebalance_rows(rule, every_k)
+            order = np.full((rows.size, sig.shape[1]), -1, np.int64)
+            count = np.zeros(rows.size, np.int64)
+            for k, r in enumerate(rows):
                 cand = np.flatnonzero(np.isfinite(sig[r]))
                 # stable sort of -signal keeps ascending symbol order among ties
-                out.append(cand[np.argsort(-sig[r, cand], kind="stable")])
-            self._ranked[key] = out
+                order[k, : cand.size] = cand[np.argsort(-sig[r, cand], kind="stable")]
+                count[k] = cand.size
+            self._ranked[key] = (order, count)
         return self._ranked[key]
 
     def _top_n(self, cfg: TrialConfig) -> tuple[np.ndarray, np.ndarray]:
         a = cfg.allocation
         rows = self.rebalance_rows(a.rebalance, a.every_k)
-        ranked = self.ranked(a.rebalance, a.every_k)
-        chosen = [order[: a.top_n] for order in ranked]
-        counts = np.array([c.size for c in chosen], np.int64)
-        weight_of = {n: _top_n_weight(n, a.max_weight, a.gross_leverage) for n in set(counts)}
+        order, count = self.ranked(a.rebalance, a.every_k)
+        chosen = order[:, : a.top_n]
+        held = np.minimum(count, a.top_n)
+        weight_of = {n: _top_n_weight(int(n), a.max_weight, a.gross_leverage) for n in set(held)}
+        values = np.array([weight_of[n] for n in held])
         out = np.zeros((rows.size, self.panel.shape[1]))
-        cols = np.concatenate(chosen) if chosen else np.empty(0, np.int64)
-        values = np.array([weight_of[n] for n in counts])
-        out[np.repeat(np.arange(rows.size), counts), cols] = np.repeat(values, counts)
+        k, j = np.nonzero(chosen >= 0)
+        out[k, chosen[k, j]] = values[k]
         return rows, out
 
     def _densify(self, weights: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:

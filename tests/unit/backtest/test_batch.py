@@ -236,3 +236,29 @@ def test_promoted_run_metrics_equal_the_row(tmp_path):
     row = table.to_pylist()[0]
     assert row["status"] == "ok"
     assert {k: row[k] for k in metrics} == metrics
+
+
+def test_peak_memory_does_not_grow_with_the_number_of_trials(store):
+    """Daily arrays live for one batch of trials at a time, never for the whole chunk."""
+    import tracemalloc
+
+    from qpipe.backtest.batch_sim import BATCH
+
+    prices = random_walk_prices(symbols=4, days=500, seed=5)
+    ref = build_panel(store.put(prices), store)
+    cfg = base_config(allocation={"top_n": 2, "rebalance": "weekly"})
+
+    def peak(n: int) -> int:
+        trials = [(i, {"backtest.cost_bps": float(i)}) for i in range(n)]
+        evaluate_chunk(ref, cfg.to_dict(), trials[:1], str(store.root))  # caches, compiled code
+        tracemalloc.start()
+        table = evaluate_chunk(ref, cfg.to_dict(), trials, str(store.root))
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert table.num_rows == n and set(table.column("status").to_pylist()) == {"ok"}
+        return top
+
+    small, large = peak(BATCH), peak(10 * BATCH)
+    per_curve_set = 500 * 8 * 4  # equity, turnover, cost, gross: bytes per trial
+    # holding every trial's curves would add 9 * BATCH * per_curve_set (~9 MB) to the peak
+    assert large - small < 3 * BATCH * per_curve_set, (small, large, per_curve_set)
