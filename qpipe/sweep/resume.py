@@ -22,7 +22,7 @@ from typing import Any
 import polars as pl
 
 from qpipe._canonical import canonical_digest
-from qpipe._fs import file_digest, write_bytes_atomic
+from qpipe._fs import file_digest, safe_subdir, write_bytes_atomic
 from qpipe.errors import ConfigError, PathSafetyError
 from qpipe.store import open_ipc
 from qpipe.sweep.record import SweepRecorder, recorded_chunks
@@ -85,7 +85,9 @@ class SweepFolder:
         self.write_manifest({**self.manifest(), "state": state, **extra})
 
     def create(self, manifest: dict[str, Any], config_toml: str) -> None:
-        self.chunk_dir.mkdir(parents=True, exist_ok=True)
+        # never through a link: `<out>/sweeps`, the sweep's folder and `chunks/` are real folders
+        sweeps = safe_subdir(self.path.parent.parent, self.path.parent.name, "sweeps folder")
+        safe_subdir(safe_subdir(sweeps, self.sweep_id, "sweep folder"), "chunks", "sweep folder")
         write_bytes_atomic(self.path / "config.toml", config_toml.encode("utf-8"))
         self.write_manifest(manifest)
 
@@ -93,7 +95,7 @@ class SweepFolder:
 def find_unfinished(out: Path, key: str) -> SweepFolder | None:
     """The newest sweep under ``out`` with this key that did not finish (None if none)."""
     root = out / "sweeps"
-    if not root.is_dir():
+    if not root.is_dir() or root.is_symlink():  # a linked sweeps folder is refused on create
         return None
     for path in sorted(root.iterdir(), reverse=True):  # ids start with a UTC timestamp
         folder = SweepFolder(path)

@@ -390,8 +390,6 @@ def _interrupt_cases() -> tuple[Case, ...]:
 
 SIGNING = "ledger signing and signed checkpoints (issue 15 §1, ledger helper) not on main yet"
 MIDDLE_EDIT = "a run refusing to append after a middle record was edited (issue 15 §1) not on main"
-RAY_TIMEOUT = "bounded ray connect timeout (issue 15 defect 8, sweep helper) not on main yet"
-SWEEP_LINK = "the sweep folder through safe_subdir (issue 15 defect 2) not on main yet"
 
 CASES: tuple[Case, ...] = (
     # links
@@ -407,8 +405,6 @@ CASES: tuple[Case, ...] = (
         "links",
         _link_sweeps,
         r"sweeps folder `.*/runs/sweeps` is a symlink",
-        new_runs=True,
-        xfail=SWEEP_LINK,
     ),
     Case("ledger-is-a-symlink", "links", _link_ledger, r"symlink", ledger="not qpipe's"),
     Case("ledger-lock-is-a-symlink", "links", _link_lock, r"symlink"),
@@ -522,7 +518,6 @@ CASES: tuple[Case, ...] = (
         _ray_unreachable,
         r"cannot reach ray",
         timeout=45,
-        xfail=RAY_TIMEOUT,
     ),
     # memory
     Case(
