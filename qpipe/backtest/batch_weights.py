@@ -39,10 +39,12 @@ def fast_scores(cfg: TrialConfig) -> bool:
 
     A ``rank`` signal is a strictly increasing function of the feature on each date (average
     ranks of distinct values differ by >= 1/(n-1)), and ``raw`` is the feature itself, so both
-    order the candidates (and tie them) exactly as the momentum feature does.
+    order the candidates (and tie them) exactly as the momentum feature does. Not with a
+    point-in-time universe (``data.membership``): its ``members_only`` step is a stage.
     """
     s = cfg.strategy
-    return s.kind == "momentum" and s.signal in ("rank", "raw")
+    members = bool(cfg.sections["data"]["membership"])
+    return s.kind == "momentum" and s.signal in ("rank", "raw") and not members
 
 
 @functools.lru_cache(maxsize=4096)
@@ -120,7 +122,7 @@ class SignalSet:
         a = cfg.allocation
         if a.scheme == "top_n" and a.target_vol <= 0:
             return self._top_n(cfg)
-        alloc = build_strategy(cfg.full()).steps[2]
+        alloc = build_strategy(cfg.full()).steps[-1]  # the allocation is the last step
         features, signals = self.frames()
         (frame,) = alloc.call(signals.lazy(), features.lazy())
         return self._densify(frame.collect())
