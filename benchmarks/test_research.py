@@ -22,7 +22,8 @@ import pytest
 from _helpers import SEED, record
 
 from qpipe.config import ThreadSafeConfig
-from qpipe.research.run import run_cpcv, run_walk_forward
+from qpipe.research.cpcv_run import run_cpcv
+from qpipe.research.run import run_walk_forward
 from qpipe.stats import pbo
 
 PBO_TARGET_S = 10.0

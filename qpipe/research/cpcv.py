@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from qpipe.backtest.accounting import PERIODS_PER_YEAR
 from qpipe.config import ThreadSafeConfig
+from qpipe.conventions import PERIODS_PER_YEAR
 from qpipe.errors import ResearchError
 from qpipe.research.splits import Splits, range_mask
 

@@ -1,6 +1,7 @@
 """The walk-forward as a run: prices in, a run folder and ledger records out.
 
-This is the I/O edge of :mod:`qpipe.research` (the rest of the package is pure). Step by step,
+With :mod:`~qpipe.research.cpcv_run` and :mod:`~qpipe.research.study`, the I/O edge of
+:mod:`qpipe.research` (the rest of the package is pure). Step by step,
 :func:`run_walk_forward`:
 
 1. ingests the prices (the built-in universe or a file) and pivots the price panel once
@@ -13,35 +14,29 @@ This is the I/O edge of :mod:`qpipe.research` (the rest of the package is pure).
    external weights file and ``backtest.start``/``end`` the out-of-sample span), so the run
    folder holds equity, weights, trades, metrics and the report like any run;
 5. adds ``folds.arrow`` (the folds table), ``trials.arrow`` (every set's IS and OOS metric on
-   every fold) and ``research.json`` to that folder, records them as artifacts, and records
-   ``research_finished`` (or ``research_failed`` with the one-line error).
+   every fold), ``research.json`` and ``research.html`` (the research page) to that folder,
+   records them as artifacts, and records ``research_finished`` (or ``research_failed`` with
+   the one-line error).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from qpipe._canonical import jsonable
 from qpipe._fs import write_bytes_atomic
 from qpipe.config import ThreadSafeConfig
-from qpipe.errors import AllocationAuditError, ConfigError, QpipeError
+from qpipe.errors import AllocationAuditError
 from qpipe.ledger import Ledger, RunRecorder
 from qpipe.ledger import payloads as p
-from qpipe.research.cpcv import CPCVResult, evaluate_cpcv, trial_returns
-from qpipe.research.splits import (
-    check_test_window,
-    combinatorial_purged,
-    purge_default,
-    walk_forward,
-)
+from qpipe.research.pages import walk_forward_page
+from qpipe.research.splits import purge_default, walk_forward
+from qpipe.research.study import OnEvent, Study, write_json
 from qpipe.research.walkforward import (
     StrategyFactory,
     WalkForwardResult,
@@ -52,9 +47,7 @@ from qpipe.research.walkforward import (
 from qpipe.store import ArrowStore, DatasetRef, write_ipc_atomic
 from qpipe.strategy import build_strategy
 
-__all__ = ["CPCVRun", "WalkForwardRun", "run_cpcv", "run_walk_forward"]
-
-OnEvent = Callable[[str, dict[str, Any]], None]
+__all__ = ["WalkForwardRun", "run_walk_forward"]
 
 
 @dataclass(frozen=True)
@@ -72,79 +65,6 @@ class WalkForwardRun:
     @property
     def folds(self) -> pl.DataFrame:
         return self.result.folds
-
-
-@dataclass(frozen=True)
-class CPCVRun:
-    """A finished CPCV: its id, folder (``<out>/research/<id>/``), result and the grid's PBO."""
-
-    research_id: str
-    out_dir: Path
-    result: CPCVResult
-    pbo: Any  # qpipe.stats.PBOResult, or None when the history is too short for 16 blocks
-
-
-def _prices(cfg: ThreadSafeConfig, store: ArrowStore) -> DatasetRef:
-    """The prices' stored ref: the built-in universe or a file (as a run reads them)."""
-    from qpipe.ingest import ingest_prices
-    from qpipe.runs.ingest import builtin_dataset
-
-    if cfg.data.weights:
-        msg = "out-of-sample research runs the strategy on the prices; `data.weights` must be empty"
-        raise ConfigError(msg)
-    if cfg.data.source == "builtin":
-        return builtin_dataset(cfg.data, store).ref
-    return ingest_prices(cfg.data.source, store, validate=cfg.validation.mode != "none").ref
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
-class _Study:
-    """One study's id, paths, store and recorder; records its start and any failure."""
-
-    def __init__(
-        self, cfg: ThreadSafeConfig, out: Any, ledger: Any, on_event: OnEvent | None
-    ) -> None:
-        from qpipe.api import new_run_id, resolve_paths
-
-        self.paths = resolve_paths(cfg, out, ledger)
-        self.paths.out.mkdir(parents=True, exist_ok=True)
-        self.id = new_run_id()
-        self.ledger = Ledger(self.paths.ledger)
-        self.recorder = RunRecorder(self.ledger, self.id)
-        self.emit: OnEvent = on_event or (lambda kind, data: None)
-        self.base = cfg.replace(sweep={})
-        self.store: ArrowStore | None = None
-
-    def start(
-        self, method: str, params: dict[str, Any], grid: Mapping[str, Sequence[Any]], **more: Any
-    ) -> DatasetRef:
-        """Ingest the prices and record ``research_started``; return the prices' ref."""
-        self.store = ArrowStore(self.paths.store)
-        prices = _prices(self.base, self.store)
-        started = p.ResearchStarted(
-            method=method,
-            params=params,
-            grid={k: list(v) for k, v in grid.items()},
-            metric=more.get("metric", "sharpe"),
-            config_digest=self.base.digest,
-            data_digest=prices.digest,
-            argv=list(more.get("argv") or []),
-        )
-        self.recorder.research_started(started)
-        self.emit("research_started", {"research_id": self.id, "method": method})
-        return prices
-
-    @contextlib.contextmanager
-    def failures_recorded(self) -> Iterator[None]:
-        try:
-            yield
-        except QpipeError as exc:
-            failed = p.ResearchFailed(error=type(exc).__name__, message=_first_line(exc))
-            self.recorder.research_failed(failed)
-            raise
 
 
 def _stitched_config(cfg: ThreadSafeConfig, result: WalkForwardResult) -> ThreadSafeConfig:
@@ -169,18 +89,16 @@ def _check_audits(result: WalkForwardResult) -> None:
         raise AllocationAuditError(msg, tuple(v for _, a in bad for v in a.violations))
 
 
-def _write_json(path: Path, info: Mapping[str, Any]) -> str:
-    text = json.dumps(jsonable(info), sort_keys=True, indent=2) + "\n"
-    return write_bytes_atomic(path, text.encode())
-
-
 def _write_tables(run: Any, result: WalkForwardResult, info: dict[str, Any], book: Ledger) -> None:
     """folds.arrow, trials.arrow and research.json in the run folder, recorded as artifacts."""
     out = Path(run.out_dir)
     files = {
         "folds.arrow": lambda path: write_ipc_atomic(result.folds, path),
         "trials.arrow": lambda path: write_ipc_atomic(result.trials, path),
-        "research.json": lambda path: _write_json(path, info),
+        "research.json": lambda path: write_json(path, info),
+        "research.html": lambda path: write_bytes_atomic(
+            path, walk_forward_page(result, run).encode("utf-8")
+        ),
     }
     recorder = RunRecorder(book, run.run_id)
     for name, write in files.items():
@@ -224,7 +142,7 @@ def run_walk_forward(
     Raises the one-line :class:`~qpipe.errors.QpipeError` of the first problem (bad windows,
     a failed audit...), recorded in the ledger as ``research_failed``.
     """
-    study = _Study(cfg, out, ledger, on_event)
+    study = Study(cfg, out, ledger, on_event)
     window = {"train": train, "test": test, "step": step, "anchored": anchored}
     params = {**window, "purge": purge, "embargo": embargo}
     with study.failures_recorded():
@@ -297,85 +215,3 @@ def _stitched_run(
         on_event=on_event,
         argv=argv,
     )
-
-
-def _cpcv_files(folder: Path, result: CPCVResult, info: Mapping[str, Any]) -> dict[str, str]:
-    """splits.arrow, paths.arrow, sets.arrow and research.json; name -> digest."""
-    folder.mkdir(parents=True, exist_ok=True)
-    tables = (("splits", result.splits), ("paths", result.paths), ("sets", result.sets))
-    digests = {f"{n}.arrow": write_ipc_atomic(frame, folder / f"{n}.arrow") for n, frame in tables}
-    digests["research.json"] = _write_json(folder / "research.json", info)
-    return digests
-
-
-def run_cpcv(
-    cfg: ThreadSafeConfig,
-    grid: Mapping[str, Sequence[Any]],
-    *,
-    groups: int,
-    test_groups: int,
-    purge: int | None = None,
-    embargo: int = 0,
-    out: str | Path | None = None,
-    ledger: str | Path | None = None,
-    on_event: OnEvent | None = None,
-    argv: Sequence[str] | None = None,
-) -> CPCVRun:
-    """CPCV of ``grid``: every set backtested once, every split evaluated, paths reassembled.
-
-    Writes ``<out>/research/<id>/`` and records ``research_started`` / ``research_finished``
-    (``research_failed`` with the one-line error).
-    """
-    study = _Study(cfg, out, ledger, on_event)
-    params = {"groups": groups, "test_groups": test_groups, "purge": purge, "embargo": embargo}
-    with study.failures_recorded():
-        prices_ref = study.start("cpcv", params, grid, argv=argv)
-        result, pbo = _cpcv(study, prices_ref, grid, params)
-    folder = study.paths.out / "research" / study.id
-    summary = {
-        "sets": list(result.sets_params),
-        "path_sharpes": result.paths["sharpe"].to_list(),
-        "pbo": None if pbo is None else pbo.to_dict(),
-    }
-    info = {"research_id": study.id, "splits": result.splits_def.to_dict(), **summary}
-    summary["artifacts"] = _cpcv_files(folder, result, info)
-    study.recorder.research_finished(
-        p.ResearchFinished(
-            method="cpcv",
-            splits_digest=result.splits_def.digest,
-            splits=result.splits_def.to_dict(),
-            result=summary,
-            out_dir=str(folder),
-        )
-    )
-    study.emit("research_finished", {"research_id": study.id, "out_dir": str(folder)})
-    return CPCVRun(study.id, folder, result, pbo)
-
-
-def _cpcv(
-    study: _Study, prices_ref: DatasetRef, grid: Mapping[str, Sequence[Any]], params: dict
-) -> tuple[CPCVResult, Any]:
-    from qpipe.backtest.batch import build_panel
-    from qpipe.backtest.panel import open_panel
-    from qpipe.stats import pbo as compute_pbo
-
-    assert study.store is not None
-    sets = param_sets(grid)
-    configs = [set_config(study.base, s) for s in sets]
-    prices = study.store.open(prices_ref)
-    dates = prices["date"].unique().sort()
-    purge = params["purge"]
-    if purge is None:
-        purge = max(purge_default(c) for c in configs)
-    splits = combinatorial_purged(
-        dates, params["groups"], params["test_groups"], purge, params["embargo"]
-    )
-    for c in configs:
-        check_test_window(
-            dates.len() // params["groups"], c, what=f"a group of `groups` = {params['groups']}"
-        )
-    panel = open_panel(build_panel(prices_ref, study.store), study.store)
-    returns = trial_returns(prices, panel, study.base, sets)
-    result = evaluate_cpcv(returns, dates, splits, sets)
-    enough = len(sets) >= 2 and dates.len() >= 16
-    return result, compute_pbo(returns, 16) if enough else None

@@ -10,12 +10,13 @@ Step by step, :func:`sweep_stats`:
    own data digest and base config) for its daily returns: SR, skew, kurtosis, T;
 4. PBO (CSCV, 16 blocks) over the judged sweep's finished trials when there are at most
    ``pbo_limit`` of them (each is re-run for its daily returns);
-5. records ``trial_stats`` (the sweeps it counted, N, V, SR0, DSR, MinTRL, PBO) and returns
-   the values with the one-line verdict.
+5. records ``trial_stats`` (the sweeps it counted, N, V, SR0, DSR, MinTRL, PBO), writes the
+   page ``<out>/research/<id>/stats.html`` and returns the values with the one-line verdict.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +25,14 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from qpipe.backtest.accounting import PERIODS_PER_YEAR
+from qpipe._fs import write_bytes_atomic
 from qpipe.config import ThreadSafeConfig
+from qpipe.conventions import PERIODS_PER_YEAR
 from qpipe.errors import ResearchError
 from qpipe.ledger import Ledger, RunRecorder, records
 from qpipe.ledger import payloads as p
 from qpipe.research.cpcv import trial_returns
+from qpipe.research.pages import stats_page
 from qpipe.research.trials import TrialCount, count_trials, trial_statistics, verdict
 from qpipe.store import ArrowStore
 
@@ -50,6 +53,7 @@ class SweepStats:
     values: dict[str, Any]
     pbo: Any  # qpipe.stats.PBOResult or None
     trial_sharpes: np.ndarray  # per-period, of the counted finished trials
+    page: Path | None = None  # stats.html
 
     @property
     def line(self) -> str:
@@ -148,7 +152,11 @@ def sweep_stats(
         )
     )
     trial, params = int(best["trial"]), _params(best, keys)
-    return SweepStats(stats_id, sweep_id, trial, params, count, values, result, sharpes)
+    stats = SweepStats(stats_id, sweep_id, trial, params, count, values, result, sharpes)
+    page = Path(paths.out) / "research" / stats_id / "stats.html"
+    page.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(page, stats_page(stats).encode("utf-8"))
+    return dataclasses.replace(stats, page=page)
 
 
 def _pbo(

@@ -13,7 +13,7 @@ from qpipe.backtest import simulate
 from qpipe.config import ThreadSafeConfig
 from qpipe.errors import ResearchError
 from qpipe.ledger import records
-from qpipe.research.run import run_cpcv
+from qpipe.research.cpcv_run import run_cpcv
 from qpipe.research.walkforward import set_config
 from qpipe.strategy import build_strategy
 
@@ -59,6 +59,7 @@ def test_folder_paths_and_ledger(cpcv):
         "paths.arrow",
         "sets.arrow",
         "research.json",
+        "research.html",
     }
     paths = pl.read_ipc(done.out_dir / "paths.arrow")
     assert paths.height == 5 and paths["sharpe"].is_not_null().all()
@@ -68,7 +69,7 @@ def test_folder_paths_and_ledger(cpcv):
     data = recs[-1]["data"]
     assert data["splits"]["params"]["purge"] == 40 + 23
     assert data["result"]["pbo"]["n_halvings"] == 12_870 and 0 <= data["result"]["pbo"]["pbo"] <= 1
-    assert set(data["result"]["artifacts"]) == {
+    assert set(data["result"]["artifacts"]) == {"research.html"} | {
         "splits.arrow",
         "paths.arrow",
         "sets.arrow",

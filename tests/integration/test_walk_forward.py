@@ -147,7 +147,9 @@ def test_run_folder_and_ledger(wf):
     _, done, _, _, tmp = wf
     names = {p.name for p in done.out_dir.iterdir()}
     assert {"equity.arrow", "weights.arrow", "trades.arrow", "metrics.json", "report.html"} <= names
-    assert {"folds.arrow", "trials.arrow", "research.json"} <= names
+    assert {"folds.arrow", "trials.arrow", "research.json", "research.html"} <= names
+    page = (done.out_dir / "research.html").read_text(encoding="utf-8")
+    assert "Walk-forward" in page and 'id="chart-is-oos"' in page and 'id="folds"' in page
     folds = pl.read_ipc(done.out_dir / "folds.arrow")
     assert folds.equals(done.folds)
     trials = pl.read_ipc(done.out_dir / "trials.arrow")
