@@ -95,6 +95,18 @@ DEFAULTS: Mapping[str, Mapping[str, Any]] = {
     "store": {"path": ""},  # empty = <out>/store
     "run": {"out": "runs", "ledger": "", "report": True},
     "sweep": {},
+    "research": {
+        # out-of-sample research of the [sweep] grid (docs/research.md); off = a plain run
+        "method": "off",  # off | walk_forward | cpcv
+        "train": 756,  # walk-forward windows, in trading days
+        "test": 126,
+        "step": 0,  # 0 = test (windows tile)
+        "anchored": False,
+        "purge": -1,  # trading days; -1 = the strategy's warm-up + holding horizon
+        "embargo": 0,
+        "groups": 6,  # cpcv: N groups, k test groups
+        "test_groups": 2,
+    },
 }
 OPEN_SECTIONS = frozenset({"sweep"})
 # ISO dates kept as strings ("" = unbounded where allowed); a TOML date is accepted and converted.
@@ -113,6 +125,7 @@ CHOICES: Mapping[str, tuple[str, ...]] = {
     "backtest.execution": ("close", "next_open"),
     "validation.mode": ("two_tier", "per_step", "none"),
     "engine.kind": ("local", "ray"),
+    "research.method": ("off", "walk_forward", "cpcv"),
 }
 # (low, high, low_inclusive): a value must lie in this range.
 RANGES: Mapping[str, tuple[float, float, bool]] = {
@@ -139,6 +152,13 @@ RANGES: Mapping[str, tuple[float, float, bool]] = {
     "engine.threads": (0, 1024, True),
     "engine.num_cpus": (0, 1_000_000, True),
     "engine.connect_timeout": (0, 3600, False),
+    "research.train": (1, math.inf, True),
+    "research.test": (1, math.inf, True),
+    "research.step": (0, math.inf, True),
+    "research.purge": (-1, math.inf, True),
+    "research.embargo": (0, math.inf, True),
+    "research.groups": (2, math.inf, True),
+    "research.test_groups": (1, math.inf, True),
 }
 
 

@@ -11,12 +11,12 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from qpipe.cli import data, ledger, mlflow, replay, store, sweep
+from qpipe.cli import data, ledger, mlflow, replay, research, store, sweep
 from qpipe.cli._app import common_options, guarded
 
 __all__ = ["COMMANDS", "main", "main_parser"]
 
-COMMANDS: tuple[ModuleType, ...] = (ledger, replay, mlflow, store, data, sweep)
+COMMANDS: tuple[ModuleType, ...] = (ledger, replay, mlflow, store, data, sweep, research)
 
 
 def main_parser() -> argparse.ArgumentParser:

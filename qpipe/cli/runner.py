@@ -13,6 +13,7 @@ from typing import Any
 
 from qpipe.cli._app import err_console, guarded, out_console
 from qpipe.cli.sweep import add_sweep_options
+from qpipe.cli.research import add_research_options, research_main, wants_research
 from qpipe.config import ThreadSafeConfig
 from qpipe.errors import ConfigError
 
@@ -58,6 +59,7 @@ def runner_parser() -> argparse.ArgumentParser:
         help="run the cartesian product of these values (repeatable)",
     )
     add_sweep_options(p)
+    add_research_options(p)
     add("--engine", choices=("local", "ray"), help="execution engine (default: local)")
     add("--out", metavar="DIR", help="runs root (default: runs)")
     add("--ledger", metavar="FILE", help="ledger file (default: <out>/audit.jsonl)")
@@ -151,6 +153,8 @@ def runner_main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as exc:
             record_config_failure(args.config, args.out, args.ledger, argv, exc)
             raise
+        if wants_research(cfg, args):
+            return research_main(cfg, args, argv)
         if args.sweep or len(cfg.sweep) or args.resume:
             return sweep_main(cfg, args, argv)  # a bad grid is recorded as sweep_failed
         return _run_once(cfg, args, argv)

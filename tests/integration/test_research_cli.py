@@ -1,0 +1,68 @@
+"""runner.py --walk-forward / --cpcv and the [research] section: output, folders, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from qpipe.cli import runner_main
+from tests.conftest import sets
+
+DATA = sets(
+    "data.symbols=20",
+    'data.start="2019-01-01"',
+    'data.end="2020-12-31"',
+    "strategy.lookback=20",
+    "strategy.skip=2",
+    "allocation.top_n=3",
+)
+SMALL = [*DATA, "--sweep", "strategy.lookback=20,40", "--sweep", "allocation.top_n=3,6"]
+
+
+def records(out: Path) -> list[dict]:
+    return [json.loads(x) for x in (out / "audit.jsonl").read_text().splitlines()]
+
+
+def test_walk_forward_flag_prints_the_folds_and_writes_the_run(tmp_path, capsys):
+    code = runner_main([*SMALL, "--walk-forward", "train=126,test=42", "--out", str(tmp_path)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "walk-forward" in out and "OOS sharpe" in out and "out-of-sample" in out
+    finished = [r for r in records(tmp_path) if r["kind"] == "research_finished"]
+    assert len(finished) == 1
+    run_dir = Path(finished[0]["data"]["out_dir"])
+    folds = pl.read_ipc(run_dir / "folds.arrow")
+    assert folds.height == len(finished[0]["data"]["splits"]["folds"]) >= 5
+    assert (run_dir / "research.html").exists() and (run_dir / "equity.arrow").exists()
+
+
+def test_cpcv_from_the_research_section(tmp_path, capsys):
+    argv = [*SMALL, *sets('research.method="cpcv"', "research.groups=4"), "--quiet"]
+    code = runner_main([*argv, "--out", str(tmp_path)])
+    assert code == 0
+    folder = Path(capsys.readouterr().out.strip())
+    assert (folder / "paths.arrow").exists()
+    assert pl.read_ipc(folder / "paths.arrow").height == 3  # C(3, 1) paths for 4 groups, k = 2
+    started = next(r for r in records(tmp_path) if r["kind"] == "research_started")
+    assert started["data"]["params"] == {"groups": 4, "test_groups": 2, "purge": None, "embargo": 0}
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (["--walk-forward", "train=126"], "needs `test=`"),
+        (["--walk-forward", "train=126,test=4.5"], "`test` must be int"),
+        (["--walk-forward", "train=126,tset=4"], "`tset=4` is not `key=value` with a key among"),
+        (["--cpcv", "groups=6,test=2", "--walk-forward", "train=1,test=1"], "not both"),
+        (["--walk-forward", "train=900,test=126"], "longer than the data"),
+        (["--walk-forward", "train=126,test=10"], "shorter than one rebalance period"),
+        (["--cpcv", "groups=6,test=6"], "`n_test_groups` (6) must be < `n_groups` (6)"),
+    ],
+)
+def test_bad_research_flags_are_one_line_errors(tmp_path, capsys, flags, words):
+    assert runner_main([*SMALL, *flags, "--out", str(tmp_path)]) == 1
+    errors = [x for x in capsys.readouterr().err.splitlines() if x.startswith("qpipe: error: ")]
+    assert len(errors) == 1 and words in errors[0]
