@@ -19,9 +19,10 @@ from qpipe.errors import ConfigError
 
 __all__ = ["add_research_options", "register", "research_main", "wants_research"]
 
-WALK_FORWARD_KEYS = {"train": int, "test": int, "step": int, "anchored": bool, "purge": int,
-                     "embargo": int}  # fmt: skip
-CPCV_KEYS = {"groups": int, "test": int, "purge": int, "embargo": int}
+WALK_FORWARD_KEYS: dict[str, type] = {
+    "train": int, "test": int, "step": int, "anchored": bool, "purge": int, "embargo": int,
+}  # fmt: skip
+CPCV_KEYS: dict[str, type] = {"groups": int, "test": int, "purge": int, "embargo": int}
 
 
 def add_research_options(p: argparse.ArgumentParser) -> None:
@@ -87,15 +88,13 @@ def wants_research(cfg: ThreadSafeConfig, args: argparse.Namespace) -> bool:
 
 
 def _grid(cfg: ThreadSafeConfig, flags: Sequence[str]) -> dict[str, list[Any]]:
-    """The ``--sweep`` flags and ``[sweep]`` table as ``{"section.key": values}``."""
-    import qpipe.sweep as sweep
+    """The ``--sweep`` flags and ``[sweep]`` table as ``{"section.key": values}`` (checked as
+    a sweep checks its grid)."""
+    from qpipe.cli.sweep import parse_sweep_flags
+    from qpipe.sweep import grid_from_config
 
-    if hasattr(sweep, "grid_from_config"):  # the research-scale sweep package
-        from qpipe.cli.sweep import parse_sweep_flags  # type: ignore[attr-defined]
-
-        grid = sweep.grid_from_config(cfg, parse_sweep_flags(flags))
-        return {k: list(v) for k, v in grid.axes}
-    return {k: list(v) for k, v in sweep.parse_sweep(flags, cfg)}
+    grid = grid_from_config(cfg, parse_sweep_flags(flags))
+    return {k: list(v) for k, v in grid.axes}
 
 
 def _metric(cfg: ThreadSafeConfig) -> str:

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from qpipe.cli._app import err_console, guarded, out_console
-from qpipe.cli.sweep import add_sweep_options
 from qpipe.cli.research import add_research_options, research_main, wants_research
+from qpipe.cli.sweep import add_sweep_options
 from qpipe.config import ThreadSafeConfig
 from qpipe.errors import ConfigError
 
