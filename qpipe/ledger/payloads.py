@@ -292,9 +292,7 @@ class ResearchStarted(Payload):
     KIND: ClassVar[str] = "research_started"
 
     method: str = field(metadata={"doc": "`walk_forward` or `cpcv`"})
-    params: Mapping[str, Any] = field(
-        metadata={"doc": "the split parameters as given (`train`, `test`, `groups`, `purge`...)"}
-    )
+    params: Mapping[str, Any] = field(metadata={"doc": "split parameters as given"})
     grid: Mapping[str, list[Any]] = field(metadata={"doc": "{`section.key`: [values]}"})
     metric: str = field(metadata={"doc": "the ranking metric"})
     config_digest: str = field(metadata={"doc": "SHA-256 of the canonical base config"})
@@ -311,16 +309,10 @@ class ResearchFinished(Payload):
 
     method: str = field(metadata={"doc": "`walk_forward` or `cpcv`"})
     splits_digest: str = field(metadata={"doc": "SHA-256 of the canonical splits"})
-    splits: Mapping[str, Any] = field(
-        metadata={"doc": "{method, params, folds: [{index, train, test, test_groups}], ...}"}
-    )
-    result: Mapping[str, Any] = field(
-        metadata={"doc": "walk-forward: chosen sets and metrics per fold; cpcv: path Sharpes, PBO"}
-    )
+    splits: Mapping[str, Any] = field(metadata={"doc": "{method, params, folds, ...}"})
+    result: Mapping[str, Any] = field(metadata={"doc": "folds table or paths, PBO"})
     out_dir: str = field(metadata={"doc": "the folder holding the study's tables"})
-    run_id: str | None = field(
-        default=None, metadata={"doc": "walk-forward: the stitched out-of-sample run"}
-    )
+    run_id: str | None = field(default=None, metadata={"doc": "walk-forward's stitched run"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -343,12 +335,8 @@ class TrialStats(Payload):
     trial: int = field(metadata={"doc": "that trial's index"})
     trials_from: str = field(metadata={"doc": "`ledger`, `sweep` or a number given by the user"})
     n_trials: int = field(metadata={"doc": "N, the number of trials counted"})
-    sweeps_counted: list[Mapping[str, Any]] = field(
-        metadata={"doc": "[{sweep_id, n_trials, n_ok}, ...] the sweeps N counts"}
-    )
-    values: Mapping[str, Any] = field(
-        metadata={"doc": "sr, skew, kurtosis, n_obs, sr_variance, sr0, psr0, dsr, min_trl, pbo"}
-    )
+    sweeps_counted: list[Mapping[str, Any]] = field(metadata={"doc": "[{sweep_id, n_trials}]"})
+    values: Mapping[str, Any] = field(metadata={"doc": "sr, sr0, dsr, min_trl, pbo, ..."})
 
 
 PAYLOADS: tuple[type[Payload], ...] = (
