@@ -178,14 +178,14 @@ def _mark_members(env: RunEnv, prices: IngestResult) -> IngestResult:
         raise ConfigError(msg)
     members = ingest_membership(d.membership, env.store, quarantine_dir=env.run_dir)
     env.recorder.dataset(_dataset_record("membership", members))
-    frame = env.store.scan(prices.ref)
-    if MEMBER_COLUMN in frame.collect_schema().names():
+    frame = env.store.open(prices.ref)
+    if MEMBER_COLUMN in frame.columns:
         msg = f"prices `{prices.source}` already have a column `{MEMBER_COLUMN}`; rename it"
         raise SchemaValidationError(
             msg,
             [SchemaFailure(f"column `{MEMBER_COLUMN}` is reserved", MEMBER_COLUMN, kind="column")],
         )
-    marked = mark_members(frame, env.store.scan(members.ref)).collect()
+    marked = mark_members(frame, env.store.open(members.ref))
     return dataclasses.replace(prices, ref=env.store.put(marked))
 
 

@@ -60,8 +60,11 @@ def test_mark_members_matches_the_reference(intervals, rows):
         {"date": [day(d) for _, d in rows], "symbol": [s for s, _ in rows]},
         schema={"date": pl.Date, "symbol": pl.String},
     ).with_columns(pl.lit(1.0).alias("close"))
-    marked = mark_members(prices, membership_frame(intervals)).collect()
+    marked = mark_members(prices.collect(), membership_frame(intervals).collect())
     assert marked.drop(MEMBER_COLUMN).equals(prices.collect())  # order and columns kept
+    in_order = prices.sort("symbol", "date").collect()  # the stored order: the fast path
+    fast = mark_members(in_order, membership_frame(intervals).collect())
+    assert fast.equals(marked.sort("symbol", "date"))
     want = [reference_member(s, day(d), intervals) for s, d in rows]
     assert marked.get_column(MEMBER_COLUMN).to_list() == want
     target(float(sum(want)), label="members found")
