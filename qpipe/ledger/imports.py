@@ -1,7 +1,9 @@
 """The ``data_import`` record: a dataset stored under a name by ``python -m qpipe data import``.
 
 Kept apart from :mod:`qpipe.ledger.payloads` (the run's records) only for size; it is written by
-:meth:`~qpipe.ledger.recorder.RunRecorder.data_import` and listed in the docs' kinds table.
+:meth:`~qpipe.ledger.recorder.RunRecorder.data_import`. :data:`LATER_PAYLOADS` lists the kinds
+kept in modules of their own (this one and :mod:`~qpipe.ledger.payloads_sweep`) for the docs'
+kinds table.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from qpipe.ledger.payloads import Payload
+from qpipe.ledger.payloads_sweep import SWEEP_PAYLOADS
 
-__all__ = ["DataImport"]
+__all__ = ["LATER_PAYLOADS", "DataImport"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,3 +42,6 @@ class DataImport(Payload):
     )
     import_id: str = field(metadata={"doc": "the import's id (also the record's `run_id`)"})
     seconds: float = field(metadata={"doc": "time taken"})
+
+
+LATER_PAYLOADS: tuple[type[Payload], ...] = (DataImport, *SWEEP_PAYLOADS)

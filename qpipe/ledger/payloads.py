@@ -120,7 +120,7 @@ class Dataset(Payload):
     source: str = field(metadata={"doc": 'the input file, or `"builtin"`'})
     source_digest: str | None = field(metadata={"doc": "SHA-256 of the input file"})
     point_in_time: bool | None = field(
-        default=None, metadata={"doc": "prices: the strategy's universe is point-in-time"}
+        default=None, metadata={"doc": "prices: point-in-time universe"}
     )
 
 
@@ -361,13 +361,11 @@ PAYLOADS: tuple[type[Payload], ...] = (
 def kinds_table() -> str:
     """The markdown table of kinds and their ``data`` fields, for ``docs/ledger.md``."""
     rows = ["| kind | `data` fields | what it records |", "|---|---|---|"]
-    from qpipe.ledger.imports import DataImport  # its own module (this one is at its size limit)
-    from qpipe.ledger.payloads_sweep import SWEEP_PAYLOADS  # likewise
+    from qpipe.ledger.imports import LATER_PAYLOADS  # in their own modules: this one is full
 
-    kinds: tuple[type[Payload], ...] = (*PAYLOADS, DataImport, *SWEEP_PAYLOADS)
-    for cls in kinds:
+    for cls in (*PAYLOADS, *LATER_PAYLOADS):
+        summary = (cls.__doc__ or "").strip().splitlines()[0]
         if cls.DATA_DOC:
-            summary = (cls.__doc__ or "").strip().splitlines()[0]
             rows.append(f"| `{cls.KIND}` | {cls.DATA_DOC} | {summary} |")
             continue
         parts = []
@@ -375,7 +373,6 @@ def kinds_table() -> str:
             optional = " (optional)" if f.name in cls.OMIT_NONE else ""
             doc = f.metadata.get("doc", "")
             parts.append(f"`{f.name}`{optional}: {doc}")
-        summary = (cls.__doc__ or "").strip().splitlines()[0]
         rows.append(f"| `{cls.KIND}` | {'; '.join(parts)} | {summary} |")
     return "\n".join(rows) + "\n"
 
