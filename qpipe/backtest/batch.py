@@ -35,7 +35,7 @@ from qpipe.backtest.batch_sim import simulate_trials
 from qpipe.backtest.batch_weights import SignalSet
 from qpipe.backtest.metrics import METRIC_NAMES
 from qpipe.backtest.panel import Panel, PanelRef, build_panel, open_panel
-from qpipe.errors import ConfigError, QpipeError
+from qpipe.errors import BacktestError, ConfigError, QpipeError
 from qpipe.store import ArrowStore
 
 __all__ = ["PanelRef", "build_panel", "evaluate_chunk", "result_schema"]
@@ -180,7 +180,19 @@ def evaluate_chunk(
         metric of ``metrics.json`` (``n_rebalances`` int64, the others float64; null where the
         run writes null), ``status`` (``ok``/``failed``), ``error`` (null when ok), ``seconds``.
         Deterministic except ``seconds``.
+
+    Raises
+    ------
+    BacktestError
+        For the whole chunk: ``data.benchmark`` is set but the panel was built without the
+        benchmark prices (every trial's benchmark metrics would be wrong).
     """
+    if base_config.get("data", {}).get("benchmark") and panel.benchmark_prices is None:
+        msg = (
+            "`data.benchmark` is set but the sweep's price panel has no benchmark prices: "
+            "build it with build_panel(prices_ref, store, benchmark_ref)"
+        )
+        raise BacktestError(msg)
     store = ArrowStore(store_root)
     opened = open_panel(panel, store)
     prices = store.open(panel.prices)

@@ -45,6 +45,7 @@ class PanelRef:
     last_close: DatasetRef
     benchmark: DatasetRef
     open: DatasetRef | None = None
+    benchmark_prices: DatasetRef | None = None  # None: the prices are their own benchmark
 
     @property
     def digest(self) -> str:
@@ -147,7 +148,7 @@ def build_panel(
         open_ref = _put_flat(store, "open", _pivot(prices, "open", days, codes, symbols.len()))
     bench_prices = prices if benchmark_ref is None else store.open(benchmark_ref)
     bench = store.put(equal_weight_benchmark(bench_prices))
-    return PanelRef(prices_ref, axes, syms, close_ref, last_ref, bench, open_ref)
+    return PanelRef(prices_ref, axes, syms, close_ref, last_ref, bench, open_ref, benchmark_ref)
 
 
 def _matrix(store: ArrowStore, ref: DatasetRef, shape: tuple[int, int]) -> np.ndarray:

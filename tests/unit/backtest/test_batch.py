@@ -37,8 +37,14 @@ def base_config(**sections: dict[str, Any]) -> ThreadSafeConfig:
     return ThreadSafeConfig.from_mapping(data)
 
 
-def single_run(cfg: ThreadSafeConfig, prices: pl.DataFrame) -> dict[str, Any]:
-    """metrics.json of a run on ``prices`` (after ingestion), or {"error": first line}."""
+def single_run(
+    cfg: ThreadSafeConfig, prices: pl.DataFrame, benchmark: pl.DataFrame | None = None
+) -> dict[str, Any]:
+    """metrics.json of a run on ``prices`` (after ingestion), or {"error": first line}.
+
+    ``benchmark``: the benchmark prices (``data.benchmark``); default the prices themselves.
+    """
+    bench = prices if benchmark is None else benchmark
     try:
         if (
             cfg.allocation.scheme in ("top_n", "inverse_vol")
@@ -61,7 +67,7 @@ def single_run(cfg: ThreadSafeConfig, prices: pl.DataFrame) -> dict[str, Any]:
         )
         eq = equity.collect()
         row = (
-            metrics_stage.fn(eq.lazy(), weights, prices.lazy(), initial_capital=b.initial_capital)
+            metrics_stage.fn(eq.lazy(), weights, bench.lazy(), initial_capital=b.initial_capital)
             .collect()
             .row(0, named=True)
         )
@@ -294,3 +300,19 @@ def test_point_in_time_membership_equals_the_single_run(store):
     free = base_config(allocation={"rebalance": "weekly"})
     other = evaluate_chunk(panel, free.to_dict(), trials, str(store.root))
     assert table.column("total_return").to_pylist() != other.column("total_return").to_pylist()
+
+
+def test_a_benchmark_file_is_part_of_the_panel(panel, store):
+    ref, prices = panel
+    bench = random_walk_prices(symbols=3, days=150, seed=9)
+    bench_ref = store.put(bench)
+    cfg = base_config(data={"benchmark": "bench.csv"})
+    trials = [(0, {"allocation.top_n": 2}), (1, {"allocation.top_n": 4})]
+    with_bench = build_panel(ref.prices, store, bench_ref)
+    rows = evaluate_chunk(with_bench, cfg.to_dict(), trials, str(store.root)).to_pylist()
+    for row, (_, params) in zip(rows, trials, strict=True):
+        expected = single_run(trial_config(cfg, params), prices, store.open(bench_ref))
+        assert {m: row[m] for m in METRIC_NAMES} == {m: expected[m] for m in METRIC_NAMES}
+    assert rows[0]["beta"] != single_run(trial_config(cfg, trials[0][1]), prices)["beta"]
+    with pytest.raises(QpipeError, match=r"data\.benchmark"):  # a panel without it: refused
+        evaluate_chunk(ref, cfg.to_dict(), trials, str(store.root))
