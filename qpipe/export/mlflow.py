@@ -39,6 +39,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from qpipe._fs import refuse_symlink
 from qpipe.errors import ExportError, OptionalDependencyError, QpipeError
 from qpipe.export._reach import (
     DEFAULT_TIMEOUT,
@@ -84,6 +85,15 @@ def _mlflow() -> Any:
 def default_tracking_uri(ledger_path: str | Path) -> str:
     """``sqlite:///<absolute ledger folder>/mlflow.db``."""
     return f"sqlite:///{Path(ledger_path).absolute().parent / 'mlflow.db'}"
+
+
+def _refuse_links_beside(ledger_path: Path, uri: str) -> None:
+    """What the export writes beside the ledger (the default database, the artifacts folder)
+    is never reached through a link someone else planted in the runs folder."""
+    folder = ledger_path.absolute().parent
+    if uri == default_tracking_uri(ledger_path):
+        refuse_symlink(folder / "mlflow.db", "mlflow database")
+    refuse_symlink(folder / "mlartifacts", "mlflow artifacts folder")
 
 
 def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -303,6 +313,7 @@ def export_runs(
     if not todo:
         return []
 
+    _refuse_links_beside(path, uri)
     check_reachable(uri, timeout)
     # MLflow's settings only for this call, restored after: the process keeps its own
     with scoped_env(http_env(timeout), {"MLFLOW_DISABLE_TELEMETRY": "true"}):

@@ -100,3 +100,18 @@ def test_invalid_tracking_uris_are_export_errors(ledger, tmp_path, uri, message)
     with pytest.raises(ExportError, match=message):
         export_runs(ledger.path, uri.format(tmp=tmp_path), timeout=5)
     assert ledger.path.read_bytes() == before
+
+
+@pytest.mark.parametrize("name", ["mlflow.db", "mlartifacts"])
+def test_a_planted_link_beside_the_ledger_is_refused_before_mlflow_is_touched(
+    ledger, tmp_path, name
+):
+    from qpipe.errors import PathSafetyError
+    from qpipe.export.mlflow import export_runs
+
+    precious = tmp_path / "precious"
+    precious.write_text("mine")
+    (ledger.path.parent / name).symlink_to(precious)
+    with pytest.raises(PathSafetyError, match=f"`{ledger.path.parent / name}` is a symlink"):
+        export_runs(ledger.path)
+    assert precious.read_text() == "mine"

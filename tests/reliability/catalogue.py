@@ -311,6 +311,11 @@ def _mlflow_silent(world: World, s: Services) -> Command:
     return _mlflow(world, s.silent_url, "--timeout", "1")
 
 
+def _mlflow_db_linked(world: World, _: Services) -> Command:
+    (world.runs / "mlflow.db").symlink_to(world.outside / "precious.txt")
+    return Command(qpipe_cli("mlflow", "export", "--ledger", str(world.ledger)))
+
+
 def _mlflow_into_ledger(world: World, _: Services) -> Command:
     return _mlflow(world, f"sqlite:///{world.ledger}")
 
@@ -506,6 +511,12 @@ CASES: tuple[Case, ...] = (
     # unreachable services
     Case("mlflow-port-closed", "services", _mlflow_closed, r"cannot reach .*Connection refused"),
     Case("mlflow-server-silent", "services", _mlflow_silent, r"no answer within 1 s"),
+    Case(
+        "mlflow-default-database-is-a-symlink",
+        "links",
+        _mlflow_db_linked,
+        r"mlflow database `.*/runs/mlflow.db` is a symlink",
+    ),
     Case(
         "mlflow-tracking-uri-is-the-ledger",
         "services",
