@@ -26,6 +26,7 @@ from tests.reliability.catalogue import (
     silent_server,
 )
 from tests.reliability.world import (
+    PERMISSIONS_TESTABLE,
     Command,
     Outcome,
     World,
@@ -43,7 +44,8 @@ def _selected(session: pytest.Session) -> list[Case]:
         for item in session.items
         if hasattr(item, "callspec") and isinstance(item.callspec.params.get("case"), Case)
     }
-    return [c for c in CASES if c.id in wanted]
+    testable = PERMISSIONS_TESTABLE
+    return [c for c in CASES if c.id in wanted and (testable or c.group != "permissions")]
 
 
 class _Child:

@@ -8,11 +8,19 @@ import pytest
 
 from qpipe.ledger import runs
 from tests.reliability.catalogue import CASES, Case
-from tests.reliability.world import Outcome, World, ledger_verifies, matches
+from tests.reliability.world import (
+    PERMISSIONS_TESTABLE,
+    Outcome,
+    World,
+    ledger_verifies,
+    matches,
+)
 
 
 def _param(case: Case):
     marks = [pytest.mark.xfail(strict=True, reason=case.xfail)] if case.xfail else []
+    if case.group == "permissions" and not PERMISSIONS_TESTABLE:
+        marks.append(pytest.mark.skip(reason="running as root without `setpriv`"))
     return pytest.param(case, id=case.id, marks=marks)
 
 

@@ -41,10 +41,12 @@ CHILD_ENV = {
 NO_DAC = (
     ("setpriv", "--bounding-set=-dac_override,-dac_read_search", "--") if os.geteuid() == 0 else ()
 )
+PERMISSIONS_TESTABLE = not NO_DAC or shutil.which("setpriv") is not None
 
 __all__ = [
     "FAST_SETS",
     "NO_DAC",
+    "PERMISSIONS_TESTABLE",
     "PYTHON",
     "RUNNER",
     "SMALL_BUILTIN_SETS",
