@@ -141,18 +141,8 @@ def _experiment_id(client: Any, mlflow: Any, ledger_path: Path) -> str:
     return str(exp.experiment_id)
 
 
-def _export_one(
-    client: Any, mlflow: Any, experiment_id: str, ledger_path: Path, recs: list[dict[str, Any]]
-) -> str:
-    """Write one run; return its MLflow run id."""
-    from mlflow.entities import Metric, Param
-
-    run_id = recs[0]["run_id"]
-    started = next(r for r in recs if r["kind"] == "run_started")
-    finished = next(r for r in recs if r["kind"] == "run_finished")
-    info = started["data"]
-    end_ms = _ms(finished["ts"])
-
+def _artifacts(ledger_path: Path, recs: list[dict[str, Any]]) -> tuple[dict[str, Path], list[str]]:
+    """The run's exportable artifacts that still have their recorded digest, and the others."""
     artifacts: dict[str, Path] = {}
     skipped: list[str] = []
     for rec in recs:
@@ -166,7 +156,10 @@ def _export_one(
             skipped.append(f"{data['name']} (digest changed)")
         else:
             artifacts[data["name"]] = path
+    return artifacts, skipped
 
+
+def _tags(run_id: str, info: dict[str, Any], skipped: list[str]) -> dict[str, str]:
     tags = {
         "qpipe.run_id": run_id,
         "qpipe.config_digest": info.get("config_digest"),
@@ -179,37 +172,58 @@ def _export_one(
     }
     if skipped:
         tags["qpipe.skipped"] = ", ".join(skipped)
+    return {k: str(v) for k, v in tags.items() if v is not None}
+
+
+def _metrics(recs: list[dict[str, Any]], artifacts: dict[str, Path], end_ms: int) -> list[Any]:
+    """The finite numbers of the last ``metrics`` record, and the equity curve as a history."""
+    from mlflow.entities import Metric
+
+    metrics: dict[str, Any] = {}
+    for rec in recs:
+        if rec["kind"] == "metrics":
+            metrics = rec["data"]  # the last one wins
+    values = [
+        Metric(k, float(v), end_ms, 0)
+        for k, v in sorted(metrics.items())
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    ]
+    if "equity.arrow" in artifacts:
+        from qpipe.store import open_ipc
+
+        equity = open_ipc(artifacts["equity.arrow"])["equity"].to_list()
+        values += [
+            Metric("equity", float(v), end_ms, step)
+            for step, v in enumerate(equity)
+            if v is not None and math.isfinite(v)
+        ]
+    return values
+
+
+def _export_one(
+    client: Any, mlflow: Any, experiment_id: str, ledger_path: Path, recs: list[dict[str, Any]]
+) -> str:
+    """Write one run; return its MLflow run id."""
+    from mlflow.entities import Param
+
+    run_id = recs[0]["run_id"]
+    started = next(r for r in recs if r["kind"] == "run_started")
+    finished = next(r for r in recs if r["kind"] == "run_finished")
+    info = started["data"]
+    end_ms = _ms(finished["ts"])
+    artifacts, skipped = _artifacts(ledger_path, recs)
     run = client.create_run(
         experiment_id,
         start_time=_ms(started["ts"]),
         run_name=run_id,
-        tags={k: str(v) for k, v in tags.items() if v is not None},
+        tags=_tags(run_id, info, skipped),
     )
     mlflow_run_id = run.info.run_id
     try:
         params = [Param(k, v) for k, v in flatten_config(info.get("config") or {}).items()]
         for batch in _chunks(params, _PARAM_BATCH):
             client.log_batch(mlflow_run_id, params=batch)
-
-        metrics = {}
-        for rec in recs:
-            if rec["kind"] == "metrics":
-                metrics = rec["data"]  # the last one wins
-        values = [
-            Metric(k, float(v), end_ms, 0)
-            for k, v in sorted(metrics.items())
-            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-        ]
-        if "equity.arrow" in artifacts:
-            from qpipe.store import open_ipc
-
-            equity = open_ipc(artifacts["equity.arrow"])["equity"].to_list()
-            values += [
-                Metric("equity", float(v), end_ms, step)
-                for step, v in enumerate(equity)
-                if v is not None and math.isfinite(v)
-            ]
-        for batch in _chunks(values, _BATCH):
+        for batch in _chunks(_metrics(recs, artifacts, end_ms), _BATCH):
             client.log_batch(mlflow_run_id, metrics=batch)
         for name in ARTIFACTS:
             if name in artifacts:

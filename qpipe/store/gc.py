@@ -33,7 +33,7 @@ import re
 import stat
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -154,12 +154,7 @@ def collect_garbage(
     root = require_store(store_root, "store gc")  # a folder that is not a store: nothing goes
     live = referenced_digests(ledger_path)  # a bad ledger stops everything too
     root = root.absolute()
-    cutoff = time.time() - grace_seconds
-    removed: list[GcEntry] = []
-    recent: list[GcEntry] = []
-    skipped: list[Path] = []
-    referenced = 0
-
+    sweep = _Sweep(root, live, time.time() - grace_seconds, dry_run)
     try:
         root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
@@ -167,57 +162,83 @@ def collect_garbage(
         raise StoreError(msg) from None
     try:
         for shard in sorted(os.scandir(root_fd), key=lambda e: e.name):
-            if shard.is_symlink():
-                skipped.append(root / shard.name)
-                continue
-            is_tmp = shard.name == "tmp"
-            if not (is_tmp or _SHARD.fullmatch(shard.name)) or not shard.is_dir():
-                continue  # not ours: leave it alone
-            try:
-                dir_fd = os.open(
-                    shard.name,
-                    os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                    dir_fd=root_fd,
-                )
-            except OSError:
-                skipped.append(root / shard.name)
-                continue
-            try:
-                for f in sorted(os.scandir(dir_fd), key=lambda e: e.name):
-                    where = root / shard.name / f.name
-                    st = f.stat(follow_symlinks=False)
-                    if not _regular(st):
-                        if stat.S_ISLNK(st.st_mode):
-                            skipped.append(where)
-                        continue
-                    if is_tmp:
-                        kind: Literal["entry", "tmp"] = "tmp"
-                    else:
-                        m = _ENTRY.fullmatch(f.name)
-                        if m is None or not f.name.startswith(shard.name):
-                            continue  # not a store entry
-                        if m.group(1) in live:
-                            referenced += 1
-                            continue
-                        kind = "entry"
-                    entry = GcEntry(where, st.st_size, kind)
-                    if st.st_mtime > cutoff:
-                        recent.append(entry)
-                        continue
-                    if not dry_run:
-                        try:
-                            os.unlink(f.name, dir_fd=dir_fd)
-                        except FileNotFoundError:
-                            continue  # removed meanwhile by someone else
-                    removed.append(entry)
-            finally:
-                os.close(dir_fd)
-            if not dry_run and not is_tmp:
-                with contextlib.suppress(OSError):  # only succeeds when empty
-                    os.rmdir(shard.name, dir_fd=root_fd)
+            sweep.folder(root_fd, shard)
     except OSError as exc:
         msg = f"cannot collect garbage in store `{root}`: {exc.strerror or exc}"
         raise StoreError(msg) from None
     finally:
         os.close(root_fd)
-    return GcReport(dry_run, tuple(removed), referenced, tuple(recent), tuple(skipped))
+    return sweep.report()
+
+
+@dataclass
+class _Sweep:
+    """One collection's walk: what it removed, kept and skipped so far."""
+
+    root: Path
+    live: set[str]
+    cutoff: float
+    dry_run: bool
+    removed: list[GcEntry] = field(default_factory=list)
+    recent: list[GcEntry] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    referenced: int = 0
+
+    def report(self) -> GcReport:
+        return GcReport(
+            self.dry_run,
+            tuple(self.removed),
+            self.referenced,
+            tuple(self.recent),
+            tuple(self.skipped),
+        )
+
+    def folder(self, root_fd: int, shard: os.DirEntry[str]) -> None:
+        """Collect one top-level folder (``tmp`` or a two-hex shard); anything else stays."""
+        if shard.is_symlink():
+            self.skipped.append(self.root / shard.name)
+            return
+        is_tmp = shard.name == "tmp"
+        if not (is_tmp or _SHARD.fullmatch(shard.name)) or not shard.is_dir():
+            return  # not ours: leave it alone
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            dir_fd = os.open(shard.name, flags, dir_fd=root_fd)
+        except OSError:
+            self.skipped.append(self.root / shard.name)
+            return
+        try:
+            for f in sorted(os.scandir(dir_fd), key=lambda e: e.name):
+                self.file(dir_fd, shard.name, f, is_tmp)
+        finally:
+            os.close(dir_fd)
+        if not self.dry_run and not is_tmp:
+            with contextlib.suppress(OSError):  # only succeeds when empty
+                os.rmdir(shard.name, dir_fd=root_fd)
+
+    def file(self, dir_fd: int, shard: str, f: os.DirEntry[str], is_tmp: bool) -> None:
+        where = self.root / shard / f.name
+        st = f.stat(follow_symlinks=False)
+        if not _regular(st):
+            if stat.S_ISLNK(st.st_mode):
+                self.skipped.append(where)
+            return
+        kind: Literal["entry", "tmp"] = "tmp"
+        if not is_tmp:
+            m = _ENTRY.fullmatch(f.name)
+            if m is None or not f.name.startswith(shard):
+                return  # not a store entry
+            if m.group(1) in self.live:
+                self.referenced += 1
+                return
+            kind = "entry"
+        entry = GcEntry(where, st.st_size, kind)
+        if st.st_mtime > self.cutoff:
+            self.recent.append(entry)
+            return
+        if not self.dry_run:
+            try:
+                os.unlink(f.name, dir_fd=dir_fd)
+            except FileNotFoundError:
+                return  # removed meanwhile by someone else
+        self.removed.append(entry)

@@ -25,8 +25,6 @@ OVERSIZE_MODULES: frozenset[str] = frozenset(
 LONG_FUNCTIONS: frozenset[str] = frozenset(
     {
         "qpipe/backtest/accounting.py::simulate",
-        "qpipe/export/mlflow.py::_export_one",
-        "qpipe/store/gc.py::collect_garbage",
         "qpipe/sweep.py::run_sweep",
     }
 )
