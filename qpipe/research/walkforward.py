@@ -188,18 +188,22 @@ def _stitch(
     chosen: list[int],
     pipes: dict[int, Pipeline],
     prices: pl.DataFrame,
-) -> list[pl.DataFrame]:
+) -> tuple[list[pl.DataFrame], dict[int, dict[str, pl.DataFrame]]]:
     """Each fold's rebalance rows inside its test window, from the chosen set's full-history
-    weights (computed once per distinct set)."""
+    weights (computed once per distinct set), and each set's other outputs for its audits."""
     full: dict[int, pl.DataFrame] = {}
+    inter: dict[int, dict[str, pl.DataFrame]] = {}
     parts = []
     for fold, j in zip(splits.folds, chosen, strict=True):
         if j not in full:
             env = pipes[j].apply_lazy({"prices": prices.lazy()})
-            full[j] = env["weights"].collect().with_columns(pl.col("date").cast(pl.Date))
+            names = [n for n in pipes[j].outputs if n != "weights"]
+            weights, *rest = pl.collect_all([env["weights"], *(env[n] for n in names)])
+            full[j] = weights.with_columns(pl.col("date").cast(pl.Date))
+            inter[j] = dict(zip(names, rest, strict=True))
         (window,) = fold.test
         parts.append(full[j].filter(pl.col("date").is_between(window.start, window.end)))
-    return parts
+    return parts, inter
 
 
 def evaluate_walk_forward(
@@ -243,9 +247,16 @@ def evaluate_walk_forward(
     folds = _folds_frame(splits, sets, trials, metric)
     chosen = folds["set"].to_list()
     pipes = {j: strategy(configs[j]) for j in set(chosen)}
-    parts = _stitch(splits, chosen, pipes, prices)
+    parts, inter = _stitch(splits, chosen, pipes, prices)
     audits = tuple(
-        audit_allocation(part, prices, configs[j], strategy=pipes[j], raise_on_violation=False)
+        audit_allocation(
+            part,
+            prices,
+            configs[j],
+            strategy=pipes[j],
+            raise_on_violation=False,
+            intermediates=inter[j],  # the step-by-step PIT check re-runs each step on these
+        )
         for part, j in zip(parts, chosen, strict=True)
     )
     weights = pl.concat(parts).sort("date", "symbol")
