@@ -286,7 +286,7 @@ def test_point_in_time_membership_equals_the_single_run(store):
         },
         schema={"symbol": pl.String, "from": pl.Date, "to": pl.Date},
     )
-    marked = mark_members(prices.lazy(), membership.lazy()).collect()
+    marked = mark_members(prices, membership)
     ref = store.put(marked)
     panel = build_panel(ref, store)
     cfg = base_config(data={"membership": "membership.csv"}, allocation={"rebalance": "weekly"})
