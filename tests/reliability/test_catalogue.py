@@ -38,8 +38,8 @@ def _check_exit_and_message(case: Case, out: Outcome) -> None:
         assert out.signalled, f"the run ended before the signal (exit {out.returncode})"
     assert out.returncode not in (0, 3), out.stderr[-1000:]
     assert out.returncode == case.exit, out.stderr[-1000:]
-    if case.expect == "report":  # a checking command's report (several lines), not an error
-        assert re.search(case.message, out.stderr), out.stderr
+    if case.expect == "report":  # a checking command's report (verify), not an error line
+        assert re.search(case.message, out.stdout + out.stderr), out.stdout + out.stderr
         return
     assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{out.stderr}"
     assert lines[0].startswith("qpipe: error: "), lines[0]
