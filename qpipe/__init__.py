@@ -5,7 +5,6 @@ travel between stages and processes; a frozen config; a tamper-evident ledger; R
 """
 
 from qpipe._versions import qpipe_version
-from qpipe.api import RunResult, run
 from qpipe.config import ThreadSafeConfig
 from qpipe.context import RunContext
 from qpipe.engines.local import LocalEngine
@@ -24,6 +23,7 @@ from qpipe.errors import (
     StageError,
     StoreError,
 )
+from qpipe.runs import RunResult, run
 from qpipe.stages.base import Pipeline, Stage, Step, stage
 from qpipe.store import ArrowStore, DatasetRef
 

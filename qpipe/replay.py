@@ -12,10 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from qpipe.api import DATA_OUTPUTS, RunResult, run
 from qpipe.config import ThreadSafeConfig
 from qpipe.errors import ReplayError
 from qpipe.ledger import Ledger
+from qpipe.runs import RunResult, run
+from qpipe.runs.outputs import DATA_OUTPUTS
 
 __all__ = ["ReplayReport", "replay"]
 

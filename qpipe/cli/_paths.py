@@ -11,7 +11,7 @@ __all__ = ["command_paths"]
 
 def command_paths(args: argparse.Namespace):  # -> RunPaths
     """The runs root, ledger and store a command works on, honouring ``--config``."""
-    from qpipe.api import resolve_paths
+    from qpipe.runs import resolve_paths
 
     cfg = ThreadSafeConfig.from_toml(args.config) if args.config else ThreadSafeConfig.default()
     return resolve_paths(cfg, args.out, args.ledger)

@@ -123,8 +123,8 @@ def _progress_printer(quiet: bool):
 
 
 def _run_once(cfg: ThreadSafeConfig, args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from qpipe.api import run
     from qpipe.cli.tables import summary_table
+    from qpipe.runs import run
 
     result = run(cfg, argv=list(argv), on_event=_progress_printer(args.quiet))
     if args.quiet:
@@ -145,8 +145,8 @@ def runner_main(argv: Sequence[str] | None = None) -> int:
     args = runner_parser().parse_args(argv)
 
     def go() -> int:
-        from qpipe.api import record_config_failure
         from qpipe.cli.sweep import sweep_main
+        from qpipe.runs import record_config_failure
 
         try:
             cfg = resolve_config(args)

@@ -56,7 +56,7 @@ class WalkForwardRun:
 
     research_id: str
     result: WalkForwardResult
-    run: Any  # qpipe.api.RunResult of the stitched out-of-sample backtest
+    run: Any  # qpipe.runs.RunResult of the stitched out-of-sample backtest
 
     @property
     def out_dir(self) -> Path:
@@ -204,7 +204,7 @@ def _stitched_run(
     on_event: OnEvent | None,
     argv: Sequence[str] | None,
 ) -> Any:
-    from qpipe.api import run
+    from qpipe.runs import run
 
     weights = store.put(result.weights)
     return run(

@@ -50,7 +50,7 @@ class Study:
     def __init__(
         self, cfg: ThreadSafeConfig, out: Any, ledger: Any, on_event: OnEvent | None
     ) -> None:
-        from qpipe.api import new_run_id, resolve_paths
+        from qpipe.runs import new_run_id, resolve_paths
 
         self.paths = resolve_paths(cfg, out, ledger)
         self.paths.out.mkdir(parents=True, exist_ok=True)

@@ -118,7 +118,7 @@ def sweep_stats(
     pbo_limit: int = PBO_LIMIT,
 ) -> SweepStats:
     """Judge ``sweep_id``'s best trial with the honest N (see the module docstring)."""
-    from qpipe.api import new_run_id, resolve_paths
+    from qpipe.runs import new_run_id, resolve_paths
 
     paths = resolve_paths(config or ThreadSafeConfig.default(), out, ledger)
     if not Path(paths.ledger).exists():

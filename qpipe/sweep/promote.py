@@ -1,6 +1,6 @@
 """A trial as a full run, and a whole sweep replayed.
 
-:func:`promote` re-runs one trial through the ordinary single-run path (:func:`qpipe.api.run`):
+:func:`promote` re-runs one trial through the ordinary single-run path (:func:`qpipe.run`):
 a run folder, ``report.html`` and the usual ledger records. Its metrics equal the trial's row
 (the batched evaluator agrees with the single-run accounting, which its own tests prove). The
 sweep's manifest remembers ``trial -> run_id`` so ``sweep.html`` can link to the run.
