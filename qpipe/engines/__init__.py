@@ -18,7 +18,7 @@ def make_engine(cfg: ThreadSafeConfig) -> Engine:
     """The engine ``[engine]`` asks for. Ray is imported only when chosen."""
     kind = cfg.engine.kind
     if kind == "local":
-        return LocalEngine(threads=cfg.engine.threads or 2)
+        return LocalEngine(threads=cfg.engine.threads or 2, processes=cfg.engine.num_cpus or None)
     if kind == "ray":
         from qpipe.engines.ray import RayEngine
 

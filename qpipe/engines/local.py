@@ -14,9 +14,19 @@ merged in pipeline order, so the outputs do not depend on which thread finished 
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import os
+import signal
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from typing import TypeVar
 
 from qpipe.context import RunContext
@@ -87,12 +97,16 @@ class LocalEngine:
     threads
         Worker threads for independent steps (default 2). Polars' own thread pool is separate
         (``POLARS_MAX_THREADS``); outputs are identical for any value of either.
+    processes
+        Worker processes for :meth:`map_chunks` (a sweep's chunks; default: the CPUs).
     """
 
     name = "local"
+    POOL_AFTER = 2.0  # seconds of chunks in this process before worker processes start
 
-    def __init__(self, threads: int = 2) -> None:
+    def __init__(self, threads: int = 2, processes: int | None = None) -> None:
         self.threads = max(1, threads)
+        self.processes = max(1, processes or os.cpu_count() or 1)
 
     def run(
         self,
@@ -121,6 +135,10 @@ class LocalEngine:
                     on_record(record)
         return EngineRun(context, tuple(records))
 
+    def cluster_cpus(self) -> int:
+        """Chunks :meth:`map_chunks` runs at once (its worker processes)."""
+        return self.processes
+
     def map_chunks(
         self,
         fn: Callable[[S, C], R],
@@ -128,14 +146,26 @@ class LocalEngine:
         chunks: Iterable[C],
         on_result: Callable[[C, R], None],
     ) -> None:
-        """``on_result(chunk, fn(shared, chunk))`` for each chunk, one after another.
+        """``on_result(chunk, fn(shared, chunk))`` for each chunk, as they finish.
 
-        ``chunks`` is read lazily, so a planner sizing the next chunk from ``on_result`` sees
-        every result first. (One process: the evaluator already uses both cores through
-        Polars and numba; running chunks in parallel threads would only contend for them.)
+        Chunks run in this process until they have taken :attr:`POOL_AFTER` seconds; what is
+        left then goes to ``processes`` spawned worker processes (a sweep's evaluator is mostly
+        single-threaded numba, so one process per core is what uses the machine, and a sweep
+        shorter than a worker's start-up never pays for one). ``chunks`` is read lazily, at
+        most two per worker ahead, so a planner sizing the next chunk from ``on_result`` sees
+        each result first. Workers ignore SIGINT and die with this process; on any exception,
+        Ctrl-C included, queued chunks are cancelled and running ones finish (a chunk takes
+        ~0.2-2 s) before it propagates, so nothing is written behind the caller's back.
         """
-        for chunk in chunks:
+        source = iter(chunks)
+        start = time.perf_counter()
+        for chunk in source:
             on_result(chunk, fn(shared, chunk))
+            if self.processes > 1 and time.perf_counter() - start >= self.POOL_AFTER:
+                break
+        else:
+            return
+        _map_in_processes(fn, shared, source, on_result, self.processes)
 
     def close(self) -> None:
         """Nothing to release; present so every engine can be used the same way."""
@@ -145,3 +175,45 @@ class LocalEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _worker_init() -> None:
+    """A chunk worker: Ctrl-C is the driver's to handle, and the worker dies with the driver.
+
+    Without the second, a worker orphaned by a SIGKILL of the driver could finish its chunk and
+    write its file while a resumed sweep is already running (``PR_SET_PDEATHSIG``, Linux).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the driver died before the call: do not run orphaned
+            os._exit(1)
+
+
+def _map_in_processes(
+    fn: Callable[[S, C], R],
+    shared: S,
+    chunks: Iterator[C],
+    on_result: Callable[[C, R], None],
+    processes: int,
+) -> None:
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads
+    pool = ProcessPoolExecutor(processes, mp_context=ctx, initializer=_worker_init)
+    pending: dict[Future[R], C] = {}
+    try:
+        while True:
+            while len(pending) < 2 * processes:
+                chunk = next(chunks, None)
+                if chunk is None:
+                    break
+                pending[pool.submit(fn, shared, chunk)] = chunk
+            if not pending:
+                break
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                on_result(pending.pop(future), future.result())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -33,7 +33,9 @@ class SweepStarted(Payload):
     key: str = field(metadata={"doc": "digest of grid, config, data and evaluator (resume key)"})
     grid: list[list[Any]] = field(metadata={"doc": "[[`section.key`, [values]], ...]"})
     grid_digest: str = field(metadata={"doc": "SHA-256 of the grid's canonical JSON"})
-    config_digest: str = field(metadata={"doc": "digest of the base config (no `[sweep]`)"})
+    config_digest: str = field(
+        metadata={"doc": "digest of the sections deciding results: data .. validation"}
+    )
     data_digest: str = field(metadata={"doc": "store digest of the prices"})
     evaluator: str = field(metadata={"doc": "module that evaluates chunks"})
     n_trials: int = field(metadata={"doc": "trials in the grid"})

@@ -23,13 +23,32 @@ import polars as pl
 
 from qpipe._canonical import canonical_digest
 from qpipe._fs import file_digest, safe_subdir, write_bytes_atomic
+from qpipe.config import ThreadSafeConfig
 from qpipe.errors import ConfigError, PathSafetyError
 from qpipe.store import open_ipc
 from qpipe.sweep.record import SweepRecorder, recorded_chunks
 
-__all__ = ["SweepFolder", "done_trials", "find_unfinished", "sweep_key"]
+__all__ = [
+    "RESULT_SECTIONS",
+    "SweepFolder",
+    "done_trials",
+    "find_unfinished",
+    "results_config_digest",
+    "sweep_key",
+]
 
 MANIFEST = "sweep.json"
+
+
+# what decides a trial's row; engine, paths and the sweep table do not
+RESULT_SECTIONS = ("data", "strategy", "allocation", "backtest", "validation")
+
+
+def results_config_digest(cfg: ThreadSafeConfig) -> str:
+    """Digest of the config sections that decide the results (a sweep's ``config_digest``):
+    the same sweep on another engine or into another folder has the same one."""
+    data = cfg.to_dict()
+    return canonical_digest({s: data[s] for s in RESULT_SECTIONS})
 
 
 def sweep_key(grid_digest: str, config_digest: str, data_digest: str, evaluator: str) -> str:

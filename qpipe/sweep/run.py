@@ -36,7 +36,13 @@ from qpipe.errors import ConfigError
 from qpipe.ledger import Ledger
 from qpipe.sweep.grid import MAX_TRIALS, Grid, grid_from_config
 from qpipe.sweep.record import SweepRecorder
-from qpipe.sweep.resume import SweepFolder, done_trials, find_unfinished, sweep_key
+from qpipe.sweep.resume import (
+    SweepFolder,
+    done_trials,
+    find_unfinished,
+    results_config_digest,
+    sweep_key,
+)
 from qpipe.sweep.stream import (
     Progress,
     finish,
@@ -273,7 +279,8 @@ def _prepare(
     base = cfg.replace(sweep={})
     store = ArrowStore(paths.store)
     prices = _ingest(base, store)
-    key = sweep_key(grid.digest, base.digest, prices.digest, evaluator)
+    config_digest = results_config_digest(base)
+    key = sweep_key(grid.digest, config_digest, prices.digest, evaluator)
     folder: SweepFolder | None
     if resume is not None:
         folder = SweepFolder.under(paths.out, resume)
@@ -294,7 +301,7 @@ def _prepare(
         "key": key,
         "grid": grid.to_json(),
         "grid_digest": grid.digest,
-        "config_digest": base.digest,
+        "config_digest": config_digest,
         "data_digest": prices.digest,
         "evaluator": evaluator,
         "n_trials": grid.n_trials,

@@ -35,16 +35,17 @@ SMALL = {
     "allocation": {"top_n": 5},
     "run": {"report": False},
 }
-# 3 x 4 x 5 = 60 trials; skip=30 with lookback=21 is an invalid combination (4 failed rows)
+# 4 x 4 x 5 = 80 trials; skip=30 with lookback=21 is an invalid combination (4 failed rows)
 AXES = [
-    ("strategy.lookback", [21, 42, 63]),
+    ("strategy.lookback", [21, 42, 63, 84]),
     ("allocation.top_n", [2, 3, 4, 5]),
     ("strategy.skip", [0, 5, 10, 20, 30]),
 ]
 
 
-def make_cfg(out: Path) -> ThreadSafeConfig:
-    return ThreadSafeConfig.from_mapping({**SMALL, "run": {**SMALL["run"], "out": str(out)}})
+def make_cfg(out: Path, processes: int = 1) -> ThreadSafeConfig:
+    run = {**SMALL["run"], "out": str(out)}
+    return ThreadSafeConfig.from_mapping({**SMALL, "run": run, "engine": {"num_cpus": processes}})
 
 
 def make_grid(cfg: ThreadSafeConfig):
@@ -80,7 +81,7 @@ def test_trials_are_rows_in_one_table_and_the_ledger_sees_one_unit(reference):
     ]
     assert summary.columns[-3:] == ["status", "error", "seconds"]
     assert summary.schema["strategy.lookback"] == pl.Int64
-    assert sorted(summary["trial"].to_list()) == list(range(60))
+    assert sorted(summary["trial"].to_list()) == list(range(80))
     failed = summary.filter(pl.col("status") == "failed")
     assert failed.height == 4 and set(failed["strategy.lookback"]) == {21}
     assert failed["error"].str.contains("strategy.skip").all()
@@ -102,9 +103,9 @@ def test_trials_are_rows_in_one_table_and_the_ledger_sees_one_unit(reference):
     assert set(kinds[1:-1]) == {"sweep_chunk"}
     assert {r["run_id"] for r in records} == {reference.sweep_id}
     assert not [r for r in iter_records(out / "audit.jsonl") if r["kind"] == "run_started"]
-    assert trials_tried(out / "audit.jsonl", reference.sweep_id) == 60
+    assert trials_tried(out / "audit.jsonl", reference.sweep_id) == 80
     started = records[0]["data"]
-    assert started["n_trials"] == 60 and started["grid_digest"] == reference.grid.digest
+    assert started["n_trials"] == 80 and started["grid_digest"] == reference.grid.digest
     assert records[-1]["data"]["results_digest"] == reference.results_digest
     assert verify(out / "audit.jsonl").ok
 
@@ -134,21 +135,23 @@ def test_ledger_verify_rehashes_every_chunk_file(tmp_path):
     assert bad.name == "sweep chunk 0" and bad.run_id == result.sweep_id
 
 
-def _start_sweep_process(out: Path, **env: str) -> subprocess.Popen:
+def _start_sweep_process(out: Path, processes: int) -> subprocess.Popen:
+    """The toy sweep in a child process, slow enough to interrupt; with ``processes`` > 1 its
+    chunks move to worker processes after the first 2 s (``LocalEngine.POOL_AFTER``)."""
     script = textwrap.dedent(
         f"""
         import sys
         from pathlib import Path
         from tests.integration.test_sweep import make_cfg, make_grid, TOY
         from qpipe.sweep import run_sweep
-        cfg = make_cfg(Path({str(out)!r}))
+        cfg = make_cfg(Path({str(out)!r}), {processes})
         try:
             run_sweep(cfg, make_grid(cfg), evaluator=TOY, engine="local")
         except KeyboardInterrupt:
             sys.exit(130)
         """
     )
-    environ = {**os.environ, "PYTHONPATH": str(REPO), "QPIPE_TOY_SLEEP": "0.05", **env}
+    environ = {**os.environ, "PYTHONPATH": str(REPO), "QPIPE_TOY_SLEEP": "0.05"}
     return subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env=environ)
 
 
@@ -165,8 +168,9 @@ def _wait_for_chunks(out: Path, proc: subprocess.Popen, n: int, timeout: float =
 
 @pytest.mark.parametrize("how", ["automatic", "by_id"])
 def test_sigkill_mid_sweep_then_resume_gives_the_uninterrupted_table(reference, tmp_path, how):
-    proc = _start_sweep_process(tmp_path)
-    _wait_for_chunks(tmp_path, proc, 2)
+    processes = 2 if how == "automatic" else 1  # killed while worker processes run chunks
+    proc = _start_sweep_process(tmp_path, processes)
+    _wait_for_chunks(tmp_path, proc, 5 if processes > 1 else 2)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     (folder,) = (tmp_path / "sweeps").iterdir()
@@ -175,11 +179,11 @@ def test_sigkill_mid_sweep_then_resume_gives_the_uninterrupted_table(reference, 
     resume = folder.name if how == "by_id" else None
     resumed = run_sweep(cfg, make_grid(cfg), evaluator=TOY, engine="local", resume=resume)
     assert resumed.sweep_id == folder.name
-    assert 0 < resumed.reused < 60  # only the missing trials ran
+    assert 0 < resumed.reused < 80  # only the missing trials ran
     assert resumed.results_digest == reference.results_digest
     assert data_columns(resumed.summary).equals(data_columns(reference.summary))
     ledger = tmp_path / "audit.jsonl"
-    assert trials_tried(ledger, resumed.sweep_id) == 60  # every trial counted exactly once
+    assert trials_tried(ledger, resumed.sweep_id) == 80  # every trial counted exactly once
     kinds = [r["kind"] for r in sweep_records(ledger)]
     assert (
         kinds[0] == "sweep_started" and "sweep_resumed" in kinds and kinds[-1] == "sweep_finished"
@@ -188,14 +192,14 @@ def test_sigkill_mid_sweep_then_resume_gives_the_uninterrupted_table(reference, 
 
 
 def test_ctrl_c_writes_the_summary_of_finished_trials_and_records_the_failure(tmp_path):
-    proc = _start_sweep_process(tmp_path)
-    _wait_for_chunks(tmp_path, proc, 2)
+    proc = _start_sweep_process(tmp_path, 2)
+    _wait_for_chunks(tmp_path, proc, 5)  # worker processes are running chunks by now
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 130
     (folder,) = (tmp_path / "sweeps").iterdir()
     partial = open_ipc(folder / "summary.arrow")
     chunks = {p.name: open_ipc(p).height for p in sorted((folder / "chunks").glob("chunk-*.arrow"))}
-    assert 0 < partial.height < 60, partial.height
+    assert 0 < partial.height < 80, partial.height
     assert partial.height == sum(chunks.values()), (partial.height, chunks)
     last = sweep_records(tmp_path / "audit.jsonl")[-1]
     assert last["kind"] == "sweep_failed" and last["data"]["error"] == "KeyboardInterrupt"
