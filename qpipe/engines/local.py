@@ -98,7 +98,10 @@ class LocalEngine:
         Worker threads for independent steps (default 2). Polars' own thread pool is separate
         (``POLARS_MAX_THREADS``); outputs are identical for any value of either.
     processes
-        Worker processes for :meth:`map_chunks` (a sweep's chunks; default: the CPUs).
+        Worker processes for :meth:`map_chunks` (a sweep's chunks; default 1: this process).
+        A spawned worker takes seconds to start (imports, numba cache), so more pays off only
+        for sweeps of minutes. A script that sets it must guard its entry point with
+        ``if __name__ == "__main__":`` (Python's rule for spawned processes).
     """
 
     name = "local"
@@ -106,7 +109,7 @@ class LocalEngine:
 
     def __init__(self, threads: int = 2, processes: int | None = None) -> None:
         self.threads = max(1, threads)
-        self.processes = max(1, processes or os.cpu_count() or 1)
+        self.processes = max(1, processes or 1)
 
     def run(
         self,
