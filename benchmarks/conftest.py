@@ -6,6 +6,8 @@ Helpers (data generators, memory checks, same-run results) live in ``_helpers.py
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,6 +15,16 @@ import pytest
 from _helpers import GIB, ohlcv_frame, require_memory, size_id
 
 from qpipe.store import ArrowStore, DatasetRef
+
+# runs sign the ledger with a key in a key folder outside the runs folder; benchmarks use their
+# own, never the user's (~/.local/state/qpipe)
+os.environ["QPIPE_KEY_DIR"] = tempfile.mkdtemp(prefix="qpipe-bench-keys-")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_bench_key_folder() -> Iterator[None]:
+    yield
+    shutil.rmtree(os.environ["QPIPE_KEY_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from qpipe.config import ThreadSafeConfig
 from qpipe.errors import ReplayError
-from qpipe.ledger import Ledger
+from qpipe.ledger import Ledger, verify
 from qpipe.runs import RunResult, run
 from qpipe.runs.outputs import DATA_OUTPUTS
 
@@ -37,6 +37,10 @@ class ReplayReport:
 def _records_of(ledger: Ledger, run_id: str) -> list[dict]:
     if not ledger.path.exists():
         msg = f"ledger `{ledger.path}` does not exist"
+        raise ReplayError(msg)
+    report = verify(ledger.path, check_artifacts=False, allow_open_runs=True)
+    if not report.ok:  # never re-run a config or trust digests from an edited ledger
+        msg = f"ledger `{ledger.path}` failed verification: {report.reason}; refusing to replay"
         raise ReplayError(msg)
     recs = [r for r in ledger.records() if r["run_id"] == run_id]
     if not recs:

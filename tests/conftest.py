@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,17 @@ settings.load_profile(
 )
 
 REPO = Path(__file__).resolve().parent.parent
+
+# The ledger's signing key and per-ledger heads live in a key folder outside the runs folder
+# (default: the user's state folder). Tests, and the processes they start, never touch the real
+# one: every session gets its own, removed at the end.
+os.environ["QPIPE_KEY_DIR"] = tempfile.mkdtemp(prefix="qpipe-test-keys-")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_test_key_folder():
+    yield
+    shutil.rmtree(os.environ["QPIPE_KEY_DIR"], ignore_errors=True)
 
 
 def sets(*pairs: str) -> list[str]:

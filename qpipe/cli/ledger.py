@@ -20,7 +20,21 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     lsub = ledger.add_subparsers(dest="ledger_command", required=True)
     v = lsub.add_parser("verify", parents=[common], help="check every hash, link and artifact")
     v.add_argument("file", nargs="?", help="ledger file (same as --ledger)")
+    v.add_argument(
+        "--allow-open-runs",
+        action="store_true",
+        help="accept records after the last checkpoint that qpipe wrote here (runs in progress)",
+    )
+    v.add_argument("--anchor", metavar="FILE", help="also check against an exported anchor")
     v.set_defaults(handler=verify_command)
+    a = lsub.add_parser("anchor", parents=[common], help="print or export the signed head")
+    a.add_argument("--output", metavar="FILE", help="write the anchor (JSON) to FILE")
+    a.set_defaults(handler=anchor_command)
+    f = lsub.add_parser(
+        "forget", parents=[common], help="forget the signed head of a ledger you removed"
+    )
+    f.add_argument("file", nargs="?", help="ledger file (same as --ledger)")
+    f.set_defaults(handler=forget_command)
     s = lsub.add_parser("show", parents=[common], help="list runs, or one run's records")
     s.add_argument("run_id", nargs="?")
     s.set_defaults(handler=show_command)
@@ -36,16 +50,33 @@ def _count(n: int, noun: str) -> str:
     return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
+def _signing_note(report: Any) -> str:
+    signing = report.signing
+    if signing is None:
+        return ""
+    if signing.status == "signed":
+        note = f", signed ({_count(signing.checkpoints, 'checkpoint')}, key {signing.key_id})"
+    elif signing.status == "no key":
+        note = ", signatures not checked (no signing key in the key folder)"
+    else:
+        note = ", unsigned ledger (no checkpoint: the chain alone is checked)"
+    if signing.tail:
+        note += f", open runs: {_count(len(signing.tail), 'record')} after the last checkpoint"
+    return note
+
+
 def verify_command(args: argparse.Namespace) -> int:
     """Print a one-line verdict (and any bad artifacts); exit 0 if intact, else 1."""
-    from qpipe.ledger import verify
+    from qpipe.ledger import read_anchor, verify
 
     path = _ledger_path(args)
-    report = verify(path)
+    anchor = read_anchor(args.anchor) if args.anchor else None
+    report = verify(path, allow_open_runs=args.allow_open_runs, anchor=anchor)
     if report.ok:
         print(
             f"ok: {_count(report.records, 'record')}, {_count(report.runs, 'run')}, "
-            f"chain intact, {_count(report.artifacts, 'artifact')} verified"
+            f"chain intact{_signing_note(report)}, "
+            f"{_count(report.artifacts, 'artifact')} verified"
         )
         return 0
     if report.reason is not None:
@@ -66,6 +97,39 @@ def verify_command(args: argparse.Namespace) -> int:
     for seq, problem in report.bad_certificates:
         print(f"  skipped audit (record {seq}): {problem}")
     return 1
+
+
+def forget_command(args: argparse.Namespace) -> int:
+    """Drop the key folder's head and journal for a ledger deleted or replaced on purpose."""
+    from qpipe.ledger import forget_head
+
+    path = _ledger_path(args)
+    head = forget_head(path)
+    if head is None:
+        print(f"nothing to forget: the key folder holds no signed head for `{path}`")
+    else:
+        print(
+            f"forgot the signed head of `{path}` (checkpoint seq {head.seq}, {head.hash[:12]}); "
+            f"the next run starts a new one"
+        )
+    return 0
+
+
+def anchor_command(args: argparse.Namespace) -> int:
+    """Print the ledger's last signed head as JSON (or write it to ``--output``) to publish."""
+    import json
+
+    from qpipe._fs import write_bytes_atomic
+    from qpipe.ledger import signed_head
+
+    path = _ledger_path(args)
+    text = json.dumps(signed_head(path).to_json(), indent=1, sort_keys=True) + "\n"
+    if args.output:
+        write_bytes_atomic(args.output, text.encode("ascii"))
+        print(f"anchor of `{path}` written to `{args.output}`")
+    else:
+        print(text, end="")
+    return 0
 
 
 def _fmt_metric(name: str, value: Any) -> str:
@@ -105,6 +169,8 @@ def _summarize(kind: str, data: dict[str, Any]) -> str:
         return " ".join(f"{k}={_fmt_metric(k, v)}" for k, v in data.items())
     if kind == "artifact":
         return f"{data.get('name')}: {str(data.get('digest', ''))[:12]} {data.get('bytes')} bytes"
+    if kind == "checkpoint":
+        return f"signs seq 1-{data.get('seq')} (key {data.get('key_id')})"
     text = canonical_json(data)
     return text if len(text) <= 100 else text[:97] + "..."
 

@@ -357,4 +357,5 @@ def _export_todo(
             )
         )
         exported.append(rid)
+    RunRecorder(ledger, exported[-1]).checkpoint()  # sign the `exported` records
     return exported

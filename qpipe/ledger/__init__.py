@@ -13,7 +13,10 @@ Modules:
 - :mod:`~qpipe.ledger.payloads`: one typed payload per record kind;
 - :mod:`~qpipe.ledger.recorder`: :class:`RunRecorder`, the only writer of records;
 - :mod:`~qpipe.ledger.reader`: :func:`iter_records`, :func:`records`, :func:`runs`;
-- :mod:`~qpipe.ledger.verify`: :func:`verify`.
+- :mod:`~qpipe.ledger.verify`: :func:`verify`;
+- :mod:`~qpipe.ledger.keys`, :mod:`~qpipe.ledger.trust`, :mod:`~qpipe.ledger.signing`,
+  :mod:`~qpipe.ledger.verify_signed`: the signing key, the key folder's journal and signed head,
+  checkpoints, and their verification.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from qpipe.ledger import payloads
 from qpipe.ledger.chain import GENESIS, record_hash
 from qpipe.ledger.reader import KEY_METRICS, RunSummary, iter_records, records, run_records, runs
 from qpipe.ledger.recorder import RunRecorder
+from qpipe.ledger.trust import LedgerHead
 from qpipe.ledger.verify import BadArtifact, VerifyReport, artifact_path, verify
+from qpipe.ledger.verify_signed import SigningReport, forget_head, read_anchor, signed_head
 from qpipe.ledger.writer import Ledger, TornTail
 
 __all__ = [
@@ -31,17 +36,22 @@ __all__ = [
     "KEY_METRICS",
     "BadArtifact",
     "Ledger",
+    "LedgerHead",
     "RunRecorder",
     "RunSummary",
+    "SigningReport",
     "TornTail",
     "VerifyReport",
     "artifact_path",
     "canonical_json",
+    "forget_head",
     "iter_records",
     "payloads",
+    "read_anchor",
     "record_hash",
     "records",
     "run_records",
     "runs",
+    "signed_head",
     "verify",
 ]

@@ -22,6 +22,8 @@ class DataImport(Payload):
     """`data import` stored a validated dataset under a name (its `run_id` is the import id)."""
 
     KIND: ClassVar[str] = "data_import"
+    OPENS: ClassVar[bool] = True
+    ENDS: ClassVar[bool] = True
     OMIT_NONE: ClassVar[frozenset[str]] = frozenset({"close"})
 
     name: str = field(metadata={"doc": "the dataset name (`--data store:NAME`)"})

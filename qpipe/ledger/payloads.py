@@ -3,7 +3,8 @@
 Each payload has a ``KIND`` (the record's ``kind``) and :meth:`Payload.to_data`, which gives the
 exact JSON object written as the record's ``data``. Fields named in ``OMIT_NONE`` are left out
 when they are None (they are optional in the format). The table of kinds and fields in
-``docs/ledger.md`` is generated from these classes by :func:`kinds_table` (a test checks it).
+``docs/ledger.md`` is generated from these classes by :func:`qpipe.ledger.kinds.kinds_table`
+(a test checks it).
 
 Records are written by :class:`~qpipe.ledger.recorder.RunRecorder`, one method per kind.
 """
@@ -13,15 +14,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar, Literal
-
-from qpipe._fs import write_bytes_atomic
 
 __all__ = [
     "PAYLOADS",
     "AllocationAudit",
     "Artifact",
+    "Checkpoint",
     "Dataset",
     "Exported",
     "Metrics",
@@ -38,8 +37,6 @@ __all__ = [
     "TrialStats",
     "Validation",
     "ValidationFailure",
-    "kinds_table",
-    "write_kinds_table",
 ]
 
 ValidationTier = Literal["tier1", "tier2", "per_step"]
@@ -63,6 +60,8 @@ class Payload:
     KIND: ClassVar[str] = ""
     OMIT_NONE: ClassVar[frozenset[str]] = frozenset()
     DATA_DOC: ClassVar[str] = ""  # describes ``data`` when it is not one key per field
+    OPENS: ClassVar[bool] = False  # the writer checks the whole ledger before writing it
+    ENDS: ClassVar[bool] = False  # a signed checkpoint follows it (the end of a run or task)
 
     def to_data(self) -> dict[str, Any]:
         """The record's ``data`` object (plain JSON values; the writer makes them canonical)."""
@@ -80,6 +79,7 @@ class RunStarted(Payload):
     """A run began: what it runs (config), on what code, where."""
 
     KIND: ClassVar[str] = "run_started"
+    OPENS: ClassVar[bool] = True
     OMIT_NONE: ClassVar[frozenset[str]] = frozenset({"phase"})
 
     config: Mapping[str, Any] | None = field(
@@ -244,6 +244,7 @@ class RunFinished(Payload):
     """The run ended well."""
 
     KIND: ClassVar[str] = "run_finished"
+    ENDS: ClassVar[bool] = True
 
     seconds: float = field(metadata={"doc": "wall time of the run"})
     out_dir: str = field(metadata={"doc": "the run folder"})
@@ -254,6 +255,7 @@ class RunFailed(Payload):
     """The run ended with an error."""
 
     KIND: ClassVar[str] = "run_failed"
+    ENDS: ClassVar[bool] = True
     OMIT_NONE: ClassVar[frozenset[str]] = frozenset({"phase"})
 
     error: str = field(metadata={"doc": "error class name"})
@@ -290,6 +292,7 @@ class ResearchStarted(Payload):
     """An out-of-sample study began: a walk-forward or a CPCV of a grid (see research.md)."""
 
     KIND: ClassVar[str] = "research_started"
+    OPENS: ClassVar[bool] = True
 
     method: str = field(metadata={"doc": "`walk_forward` or `cpcv`"})
     params: Mapping[str, Any] = field(metadata={"doc": "split parameters as given"})
@@ -305,6 +308,7 @@ class ResearchFinished(Payload):
     """An out-of-sample study ended well: its splits (by digest) and what it found."""
 
     KIND: ClassVar[str] = "research_finished"
+    ENDS: ClassVar[bool] = True
     OMIT_NONE: ClassVar[frozenset[str]] = frozenset({"run_id"})
 
     method: str = field(metadata={"doc": "`walk_forward` or `cpcv`"})
@@ -320,6 +324,7 @@ class ResearchFailed(Payload):
     """An out-of-sample study stopped with an error (bad windows, a failed audit...)."""
 
     KIND: ClassVar[str] = "research_failed"
+    ENDS: ClassVar[bool] = True
 
     error: str = field(metadata={"doc": "error class name"})
     message: str = field(metadata={"doc": "its first line"})
@@ -330,6 +335,8 @@ class TrialStats(Payload):
     """Trial-aware statistics of a sweep's best trial: DSR with the honest number of trials."""
 
     KIND: ClassVar[str] = "trial_stats"
+    OPENS: ClassVar[bool] = True
+    ENDS: ClassVar[bool] = True
 
     sweep_id: str = field(metadata={"doc": "the sweep whose best trial is judged"})
     trial: int = field(metadata={"doc": "that trial's index"})
@@ -337,6 +344,27 @@ class TrialStats(Payload):
     n_trials: int = field(metadata={"doc": "N, the number of trials counted"})
     sweeps_counted: list[Mapping[str, Any]] = field(metadata={"doc": "[{sweep_id, n_trials}]"})
     values: Mapping[str, Any] = field(metadata={"doc": "sr, sr0, dsr, min_trl, pbo, ..."})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Checkpoint(Payload):
+    """A signed checkpoint over the chain, written at the end of every run (by the ledger)."""
+
+    KIND: ClassVar[str] = "checkpoint"
+
+    seq: int = field(metadata={"doc": "seq of the last record it covers (the one before it)"})
+    head: str = field(metadata={"doc": "that record's hash"})
+    count: int = field(metadata={"doc": "how many records it covers"})
+    bytes: int = field(metadata={"doc": "ledger size in bytes before the checkpoint line"})
+    prev_checkpoint: int = field(metadata={"doc": "seq of the previous checkpoint (0: none)"})
+    legacy: int = field(metadata={"doc": "leading records written before the ledger was signed"})
+    unvouched: list[int] = field(
+        metadata={"doc": "seqs since the previous checkpoint no qpipe writer appended (forged)"}
+    )
+    key_id: str = field(metadata={"doc": "first 16 hex of the SHA-256 of the Ed25519 public key"})
+    signature: str = field(
+        metadata={"doc": "Ed25519 signature (hex) of the canonical JSON of the other fields"}
+    )
 
 
 PAYLOADS: tuple[type[Payload], ...] = (
@@ -355,34 +383,5 @@ PAYLOADS: tuple[type[Payload], ...] = (
     ResearchFinished,
     ResearchFailed,
     TrialStats,
+    Checkpoint,
 )
-
-
-def kinds_table() -> str:
-    """The markdown table of kinds and their ``data`` fields, for ``docs/ledger.md``."""
-    rows = ["| kind | `data` fields | what it records |", "|---|---|---|"]
-    from qpipe.ledger.imports import LATER_PAYLOADS  # in their own modules: this one is full
-
-    for cls in (*PAYLOADS, *LATER_PAYLOADS):
-        summary = (cls.__doc__ or "").strip().splitlines()[0]
-        if cls.DATA_DOC:
-            rows.append(f"| `{cls.KIND}` | {cls.DATA_DOC} | {summary} |")
-            continue
-        parts = []
-        for f in dataclasses.fields(cls):
-            optional = " (optional)" if f.name in cls.OMIT_NONE else ""
-            doc = f.metadata.get("doc", "")
-            parts.append(f"`{f.name}`{optional}: {doc}")
-        rows.append(f"| `{cls.KIND}` | {'; '.join(parts)} | {summary} |")
-    return "\n".join(rows) + "\n"
-
-
-_BEGIN, _END = "<!-- kinds:begin -->\n", "<!-- kinds:end -->"
-
-
-def write_kinds_table(doc: str | Path) -> None:
-    """Replace the table between the kinds markers of ``doc`` (``docs/ledger.md``)."""
-    path = Path(doc)
-    text = path.read_text(encoding="utf-8")
-    start, stop = text.index(_BEGIN) + len(_BEGIN), text.index(_END)
-    write_bytes_atomic(path, (text[:start] + kinds_table() + text[stop:]).encode("utf-8"))

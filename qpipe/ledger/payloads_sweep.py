@@ -28,6 +28,7 @@ class SweepStarted(Payload):
     """A sweep began (its `run_id` is the sweep id)."""
 
     KIND: ClassVar[str] = "sweep_started"
+    OPENS: ClassVar[bool] = True
 
     sweep_id: str = field(metadata={"doc": "the sweep id (also the folder name)"})
     key: str = field(metadata={"doc": "digest of grid, config, data and evaluator (resume key)"})
@@ -50,6 +51,7 @@ class SweepResumed(Payload):
     """An interrupted sweep was picked up again; only its missing trials run."""
 
     KIND: ClassVar[str] = "sweep_resumed"
+    OPENS: ClassVar[bool] = True
 
     n_done: int = field(metadata={"doc": "trials already in chunk files"})
     next_chunk: int = field(metadata={"doc": "index of the next chunk"})
@@ -77,6 +79,7 @@ class SweepFinished(Payload):
     """The sweep ended well; `summary.arrow` holds every trial."""
 
     KIND: ClassVar[str] = "sweep_finished"
+    ENDS: ClassVar[bool] = True
 
     n_trials: int = field(metadata={"doc": "rows of the summary"})
     n_ok: int = field(metadata={"doc": "trials with status ok"})
@@ -91,6 +94,7 @@ class SweepFailed(Payload):
     """The sweep stopped (bad grid, error, Ctrl-C); the finished trials are summarised."""
 
     KIND: ClassVar[str] = "sweep_failed"
+    ENDS: ClassVar[bool] = True
     OMIT_NONE: ClassVar[frozenset[str]] = frozenset({"phase", "n_done", "n_trials", "summary"})
 
     error: str = field(metadata={"doc": "error class name"})

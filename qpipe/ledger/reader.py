@@ -6,10 +6,10 @@ line of a live writer. Hashes are not checked here; :func:`~qpipe.ledger.verify.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from qpipe.errors import LedgerError
 from qpipe.ledger.chain import parse_record
@@ -27,6 +27,7 @@ __all__ = [
     "runs",
 ]
 
+T = TypeVar("T")
 KEY_METRICS = ("sharpe", "cagr", "max_drawdown", "total_return")
 
 
@@ -40,14 +41,16 @@ def require_ledger(path: str | Path) -> Path:
     return p
 
 
-def read_ledger_bytes(p: Path) -> bytes:
-    """The whole file, read under the shared lock."""
+def read_ledger_bytes(p: Path, also: Callable[[], T] | None = None) -> Any:
+    """The whole file, read under the shared lock; with ``also``, ``(bytes, also())`` where
+    ``also`` runs under the same lock (a consistent view of the key folder's journal)."""
     with shared_lock(p):
         try:
-            return p.read_bytes()
+            blob = p.read_bytes()
         except OSError as exc:
             msg = f"cannot read ledger `{p}`: {exc.strerror or exc}"
             raise LedgerError(msg) from None
+        return blob if also is None else (blob, also())
 
 
 def iter_records(path: str | Path) -> Iterator[dict[str, Any]]:

@@ -39,6 +39,7 @@ class RunRecorder:
         self.ledger = ledger if isinstance(ledger, Ledger) else Ledger(ledger)
         self.run_id = run_id
         self.written: list[dict[str, Any]] = []  # this recorder's records, as written (the report)
+        self.last_checkpoint: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         return f"RunRecorder({self.ledger!r}, {self.run_id!r})"
@@ -48,15 +49,30 @@ class RunRecorder:
         if not isinstance(payload, p.Payload) or not payload.KIND:
             msg = f"ledger payload must be a typed record kind, got {type(payload).__name__}"
             raise LedgerError(msg)
-        if isinstance(payload, p.Recovered):
-            msg = "`recovered` records are written by the ledger itself"
+        if isinstance(payload, p.Recovered | p.Checkpoint):
+            msg = f"`{payload.KIND}` records are written by the ledger itself"
             raise LedgerError(msg)
-        record = self.ledger._append(self.run_id, payload.KIND, payload.to_data())
+        # a run (or task) opening the ledger checks it first; one that ends signs it
+        record = self.ledger._append(
+            self.run_id, payload.KIND, payload.to_data(), check=payload.OPENS
+        )
         self.written.append(record)
+        if payload.ENDS:
+            self.checkpoint()
+        return record
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Sign everything written so far: append a ``checkpoint`` record and keep its head in
+        the key folder. Every payload that ``ENDS`` a run or task (``run_finished``,
+        ``run_failed``, ``research_finished``/``failed``, ``trial_stats``, ``data_import``) is
+        followed by one; call it yourself after other records that end work (``exported``)."""
+        record = self.ledger._checkpoint(self.run_id)
+        self.last_checkpoint = record
         return record
 
     def run_started(self, payload: p.RunStarted) -> dict[str, Any]:
-        """A run began."""
+        """A run began. The ledger is checked first: a LedgerError if any record before it was
+        edited, cut, reordered or forged (see :func:`~qpipe.ledger.signing.scan_tail`)."""
         return self.write(_expect(payload, p.RunStarted))
 
     def dataset(self, payload: p.Dataset) -> dict[str, Any]:
@@ -84,11 +100,11 @@ class RunRecorder:
         return self.write(_expect(payload, p.Artifact))
 
     def run_finished(self, payload: p.RunFinished) -> dict[str, Any]:
-        """The run ended well."""
+        """The run ended well; a signed checkpoint follows at once (see :meth:`checkpoint`)."""
         return self.write(_expect(payload, p.RunFinished))
 
     def run_failed(self, payload: p.RunFailed) -> dict[str, Any]:
-        """The run ended with an error."""
+        """The run ended with an error; a signed checkpoint follows at once."""
         return self.write(_expect(payload, p.RunFailed))
 
     def data_import(self, payload: DataImport) -> dict[str, Any]:

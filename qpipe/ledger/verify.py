@@ -13,6 +13,13 @@ from qpipe._fs import file_digest
 from qpipe.ledger.chain import GENESIS, parse_record
 from qpipe.ledger.lock import lock_path, read_head_file
 from qpipe.ledger.reader import read_ledger_bytes, require_ledger
+from qpipe.ledger.trust import LedgerHead
+from qpipe.ledger.verify_signed import (
+    SigningReport,
+    anchor_problem,
+    check_signing,
+    key_folder_view,
+)
 from qpipe.ledger.writer import TornTail
 from qpipe.validation.certificate import certificate_problems
 
@@ -37,8 +44,11 @@ class VerifyReport:
     """The result of :func:`verify`.
 
     ``ok`` is True only when every line is a whole record, the chain is intact, the file agrees
-    with its head, there is no torn final line and every artifact matches its digest.
-    ``first_bad_line`` (1-based) and ``reason`` name the first problem in the chain.
+    with its head, there is no torn final line, every artifact matches its digest, every
+    checkpoint verifies with the user's key, the ledger still holds the last signed head kept in
+    the key folder, and no record follows the last checkpoint (unless ``allow_open_runs``; see
+    :class:`~qpipe.ledger.verify_signed.SigningReport`). ``first_bad_line`` (1-based) and
+    ``reason`` name the first problem.
     """
 
     ok: bool
@@ -50,6 +60,7 @@ class VerifyReport:
     bad_artifacts: tuple[BadArtifact, ...] = ()
     artifacts: int = 0
     bad_certificates: tuple[tuple[int, str], ...] = ()  # (seq of a skipped audit, problem)
+    signing: SigningReport | None = None  # None when the chain itself is broken
 
 
 def artifact_path(ledger_path: str | Path, recorded: str) -> Path:
@@ -184,21 +195,64 @@ def check_artifacts(ledger: Path, parsed: _Parsed) -> tuple[list[BadArtifact], i
     return bad, n
 
 
-def verify(path: str | Path, *, check_artifacts: bool = True) -> VerifyReport:
-    """Check every record's hash, form and link, the head, the tail and (optionally) artifacts.
+def _tail_problem(signing: SigningReport, allow_open_runs: bool) -> str | None:
+    if not signing.tail:
+        return None
+    after = f"after the last checkpoint (seq {signing.last_checkpoint})"
+    if signing.last_checkpoint == 0:
+        after = "and no checkpoint signs them yet"
+    unknown = signing.tail_unknown if signing.key_id else ()
+    if allow_open_runs and not unknown:
+        return None
+    if allow_open_runs:
+        return (
+            f"{len(unknown)} record(s) {after} were appended by no qpipe writer with this key "
+            f"folder (seq {', '.join(map(str, unknown[:8]))}): a forgery, or written elsewhere"
+        )
+    return (
+        f"unsigned tail (a run in progress or a forgery): {len(signing.tail)} record(s) {after}, "
+        f"seq {signing.tail[0]}-{signing.tail[-1]} ({len(signing.tail_journaled)} journaled by "
+        f"qpipe here); pass --allow-open-runs to accept runs still in progress"
+    )
+
+
+def verify(
+    path: str | Path,
+    *,
+    check_artifacts: bool = True,
+    allow_open_runs: bool = False,
+    key_folder: str | Path | None = None,
+    anchor: LedgerHead | None = None,
+) -> VerifyReport:
+    """Check every record's hash, form and link, the head, the tail, signatures and artifacts.
 
     Detects an edited record (hash or canonical form), a deleted, inserted or reordered record
     (seq and ``prev`` links), records removed from the end (the head in ``<ledger>.lock``, when
-    present), a torn final line, artifacts whose file is missing or has another digest, and
-    validation certificates that do not point at a passing audit of this ledger.
+    present, and the signed head in the key folder), a torn final line, a forged checkpoint,
+    records no checkpoint signs (an unsigned tail: refused unless ``allow_open_runs``, and
+    even then when no qpipe writer here journaled them), artifacts whose file is missing or
+    has another digest, and validation certificates that do not point at a passing audit of
+    this ledger. ``key_folder`` defaults to :func:`~qpipe.ledger.keys.key_dir`.
+    ``anchor`` (from :func:`~qpipe.ledger.verify_signed.read_anchor`) is a head published
+    elsewhere: the ledger must still hold it, which works without the key folder too.
     """
     p = require_ledger(path)
-    parsed, torn, no_newline = parse_lines(read_ledger_bytes(p))
+    folder = Path(key_folder) if key_folder else None
+    blob, view = read_ledger_bytes(p, lambda: key_folder_view(p, folder))
+    parsed, torn, no_newline = parse_lines(blob)
     whole = [rec for rec, _ in parsed if rec is not None]
     nruns = len({r["run_id"] for r in whole if r["kind"] == "run_started"})
     problem = chain_problem(parsed) or _head_problem(p, whole, len(parsed))
+    signing = None
+    if problem is None:
+        signing = check_signing(p, whole, folder, view)
     if problem is None and torn is not None:
         problem = _torn_problem(torn, no_newline)
+    if problem is None and signing is not None:
+        why = signing.problem or _tail_problem(signing, allow_open_runs)
+        if why is None and anchor is not None:
+            why = anchor_problem(p, whole, anchor)
+        problem = (len(parsed), why) if why else None
     bad, nart = _check_all(p, parsed, check_artifacts)
     # every skipped Tier 2 audit must point at a real, passing full audit of this ledger
     certs = tuple(certificate_problems(whole))
@@ -212,6 +266,7 @@ def verify(path: str | Path, *, check_artifacts: bool = True) -> VerifyReport:
         bad_artifacts=tuple(bad),
         artifacts=nart,
         bad_certificates=certs,
+        signing=signing,
     )
 
 

@@ -23,7 +23,7 @@ import errno
 import fcntl
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +32,11 @@ from qpipe._canonical import canonical_json, jsonable
 from qpipe._fs import fsync_dir
 from qpipe.errors import LedgerError
 from qpipe.ledger.chain import make_record, parse_record
+from qpipe.ledger.keys import load_key
 from qpipe.ledger.lock import head_bytes, lock_path, read_head
 from qpipe.ledger.reader import RunSummary, records, runs
+from qpipe.ledger.signing import check_before_run, checkpoint_data, record_head, scan_tail
+from qpipe.ledger.trust import LedgerTrust
 
 __all__ = ["Ledger", "TornTail", "open_no_follow"]
 
@@ -135,49 +138,60 @@ class Ledger:
     :meth:`records` or :func:`~qpipe.ledger.reader.iter_records`.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, key_folder: str | Path | None = None) -> None:
         self.path = Path(path)
         self.lock_path = lock_path(self.path)
+        self.key_folder = Path(key_folder) if key_folder is not None else None
         self._thread_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Ledger({str(self.path)!r})"
 
-    def __reduce__(self):  # a Ledger is its path; the lock is per process
-        return (self.__class__, (self.path,))
+    def __reduce__(self):  # a Ledger is its path (and key folder); the lock is per process
+        return (self.__class__, (self.path, self.key_folder))
 
-    def append(self, run_id: str, kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
-        """Deprecated: write records through :class:`~qpipe.ledger.recorder.RunRecorder`.
+    @property
+    def trust(self) -> LedgerTrust:
+        """The key folder's journal and signed head for this ledger."""
+        return LedgerTrust(self.path, self.key_folder)
 
-        Kept only until the run and CLI code use the recorder; a test lists its callers.
-        """
-        return self._append(run_id, kind, data)
-
-    def _append(self, run_id: str, kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    def _append(
+        self, run_id: str, kind: str, data: Mapping[str, Any], *, check: bool = False
+    ) -> dict[str, Any]:
         """Append one record and return it (with ``seq``, ``ts``, ``prev`` and ``hash``).
 
         ``data`` is made JSON-safe first (NaN/inf become ``null``). If the file ends with a torn
-        line, a ``recovered`` record holding its bytes is written first. Raises
-        :class:`~qpipe.errors.LedgerError` if the file cannot be written or its last record is
-        not intact.
+        line, a ``recovered`` record holding its bytes is written first. With ``check`` (a run
+        starting) the whole ledger is checked against the key folder first (see
+        :func:`~qpipe.ledger.signing.scan_tail`). Raises :class:`~qpipe.errors.LedgerError` if
+        the file cannot be written or is not intact.
         """
         _check_arguments(run_id, kind, data)
         payload = jsonable(data)
+        return self._locked(
+            lambda fd, lock_fd: self._append_to(fd, lock_fd, run_id, kind, payload, check)
+        )
+
+    def _checkpoint(self, run_id: str) -> dict[str, Any]:
+        """Append a signed ``checkpoint`` covering every record so far; return it."""
+        return self._locked(lambda fd, lock_fd: self._checkpoint_to(fd, lock_fd, run_id))
+
+    def _locked(self, body: Callable[[int, int], dict[str, Any]]) -> dict[str, Any]:
         with self._thread_lock:
             try:
-                return self._append_locked(run_id, kind, payload)
+                return self._locked_files(body)
             except OSError as exc:
                 msg = f"cannot append to ledger `{self.path}`: {exc.strerror or exc}"
                 raise LedgerError(msg) from None
 
-    def _append_locked(self, run_id: str, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+    def _locked_files(self, body: Callable[[int, int], dict[str, Any]]) -> dict[str, Any]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         lock_fd = open_no_follow(self.lock_path, os.O_RDWR | os.O_CREAT, "ledger lock file")
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
             fd = open_no_follow(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
             try:
-                record = self._append_to(fd, lock_fd, run_id, kind, payload)
+                record = body(fd, lock_fd)
             finally:
                 os.close(fd)
             os.pwrite(lock_fd, head_bytes(record["seq"], record["hash"]), 0)
@@ -185,9 +199,8 @@ class Ledger:
         finally:
             os.close(lock_fd)  # releases the flock
 
-    def _append_to(
-        self, fd: int, lock_fd: int, run_id: str, kind: str, payload: dict[str, Any]
-    ) -> dict[str, Any]:
+    def _open_tail(self, fd: int, lock_fd: int, run_id: str) -> tuple[dict[str, Any] | None, int]:
+        """The last whole record and the file size, after recovering a torn final line."""
         size = os.fstat(fd).st_size
         if size == 0:
             fsync_dir(self.path.parent)  # make the new file's name durable
@@ -197,9 +210,39 @@ class Ledger:
         if tail.torn is not None:
             os.ftruncate(fd, tail.torn.offset)
             recovered = make_record(last, run_id, "recovered", _recovered_data(tail))
-            last = self._write(fd, tail.torn.offset, recovered)
+            last = self._write_noted(fd, tail.torn.offset, recovered)
             size = os.fstat(fd).st_size
-        return self._write(fd, size, make_record(last, run_id, kind, payload))
+        return last, size
+
+    def _append_to(
+        self, fd: int, lock_fd: int, run_id: str, kind: str, payload: dict[str, Any], check: bool
+    ) -> dict[str, Any]:
+        if check:
+            size = os.fstat(fd).st_size
+            torn = read_tail(fd, size, self.path).torn
+            whole = torn.offset if torn is not None else size
+            key = load_key(self.trust.folder, create=False)
+            scan = scan_tail(fd, whole, self.path, self.trust, key.public_hex if key else None)
+            check_before_run(scan, self.path)
+        last, size = self._open_tail(fd, lock_fd, run_id)
+        return self._write_noted(fd, size, make_record(last, run_id, kind, payload))
+
+    def _checkpoint_to(self, fd: int, lock_fd: int, run_id: str) -> dict[str, Any]:
+        last, size = self._open_tail(fd, lock_fd, run_id)
+        key = load_key(self.trust.folder)
+        assert key is not None
+        scan = scan_tail(fd, size, self.path, self.trust, key.public_hex)
+        if scan.lost_at_end > 1:
+            check_before_run(scan, self.path)
+        data = checkpoint_data(scan, last, size, key)
+        record = self._write_noted(fd, size, make_record(last, run_id, "checkpoint", data))
+        record_head(fd, record, key, self.trust, scan)
+        return record
+
+    def _write_noted(self, fd: int, size: int, record: dict[str, Any]) -> dict[str, Any]:
+        """Journal the record in the key folder, then write it (see :mod:`qpipe.ledger.trust`)."""
+        self.trust.note(record["seq"], record["hash"])
+        return self._write(fd, size, record)
 
     def _check_head(self, lock_fd: int, last: dict[str, Any] | None) -> None:
         head = read_head(lock_fd)

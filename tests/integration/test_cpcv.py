@@ -65,8 +65,9 @@ def test_folder_paths_and_ledger(cpcv):
     assert paths.height == 5 and paths["sharpe"].is_not_null().all()
     assert pl.read_ipc(done.out_dir / "splits.arrow").height == 15 * 4
     recs = [r for r in records(tmp / "runs" / "audit.jsonl") if r["run_id"] == done.research_id]
-    assert [r["kind"] for r in recs] == ["research_started", "research_finished"]
-    data = recs[-1]["data"]
+    kinds = [r["kind"] for r in recs]
+    assert kinds == ["research_started", "research_finished", "checkpoint"]
+    data = recs[1]["data"]
     assert data["splits"]["params"]["purge"] == 40 + 23
     assert data["result"]["pbo"]["n_halvings"] == 12_870 and 0 <= data["result"]["pbo"]["pbo"] <= 1
     assert set(data["result"]["artifacts"]) == {"research.html"} | {
@@ -81,7 +82,8 @@ def test_cpcv_purge_at_least_the_group_length_is_refused_and_recorded(tmp_path):
     cfg = small_config(tmp_path)
     with pytest.raises(ResearchError, match="must be < the group length"):
         run_cpcv(cfg, GRID, groups=6, test_groups=2, purge=200, out=tmp_path / "runs")
-    assert records(tmp_path / "runs" / "audit.jsonl")[-1]["kind"] == "research_failed"
+    kinds = [r["kind"] for r in records(tmp_path / "runs" / "audit.jsonl")]
+    assert kinds[-2:] == ["research_failed", "checkpoint"]
 
 
 def test_cpcv_groups_shorter_than_a_rebalance_period_are_refused(tmp_path):

@@ -83,7 +83,7 @@ def assert_next_run_succeeds(out: Path, prices_csv: Path, capsys) -> None:
     assert runner_main(["--data", str(prices_csv), "--out", str(out), *FAST]) == 0
     assert main(["ledger", "verify", "--out", str(out)]) == 0
     capsys.readouterr()
-    assert records(out / "audit.jsonl")[-1]["kind"] == "run_finished"
+    assert [r["kind"] for r in records(out / "audit.jsonl")[-2:]] == ["run_finished", "checkpoint"]
     assert_nothing_partial(out)
 
 
@@ -114,7 +114,10 @@ def test_a_run_killed_mid_write_leaves_nothing_partial(
     if last_kind == "artifact":
         assert not (out / run_id / "report.html").exists()
         assert list((out / run_id).glob(".report.html.*.tmp"))
-    assert main(["ledger", "verify", "--out", str(out)]) == 0
+    # the killed run never signed its records: an unsigned tail, which qpipe journaled
+    assert main(["ledger", "verify", "--out", str(out)]) == 1
+    assert "unsigned tail" in capsys.readouterr().out
+    assert main(["ledger", "verify", "--allow-open-runs", "--out", str(out)]) == 0
     assert "ok:" in capsys.readouterr().out
     assert_next_run_succeeds(out, prices_csv, capsys)
     statuses = {s.run_id: s.status for s in runs(out / "audit.jsonl")}
@@ -187,11 +190,12 @@ def test_disk_full_fails_with_a_clear_error_and_nothing_half_written(tmp_path, c
         err = capsys.readouterr().err.strip().splitlines()[-1]
         assert code == 1, err
         assert err.startswith("qpipe: error:") and "no space left on device" in err.lower()
-        last = records(ledger)[-1]
+        last = [r for r in records(ledger) if r["kind"] != "checkpoint"][-1]
         assert last["kind"] == "run_failed" and last["data"]["error"] == "StoreError"
         assert not list(out.rglob("*.tmp")), "a failed write left its temp file"
         assert_nothing_partial(out)
-        assert verify(ledger, check_artifacts=False).ok
+        # the full disk may refuse the checkpoint line too: the run is then an open, journaled tail
+        assert verify(ledger, check_artifacts=False, allow_open_runs=True).ok
 
 
 def test_read_only_runs_folder_fails_with_a_clear_error(tmp_path, prices_csv, capsys):
@@ -263,8 +267,9 @@ def test_ctrl_c_mid_run_is_recorded_as_failed_and_exits_130(tmp_path, prices_csv
     assert proc.returncode == 130, proc.stderr[-2000:]
     last_line = proc.stderr.strip().splitlines()[-1]
     assert last_line.startswith("qpipe: error: interrupted") and "Traceback" not in proc.stderr
-    last = records(out / "audit.jsonl")[-1]
+    *_, last, checkpoint = records(out / "audit.jsonl")
     assert last["kind"] == "run_failed" and last["data"]["error"] == "KeyboardInterrupt"
+    assert checkpoint["kind"] == "checkpoint"
     assert main(["ledger", "verify", "--out", str(out)]) == 0
     assert_nothing_partial(out)
     assert_next_run_succeeds(out, prices_csv, capsys)

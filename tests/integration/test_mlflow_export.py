@@ -28,7 +28,7 @@ def _digest(path: Path) -> str:
 
 def write_run(led: Ledger, run_id: str, out: Path, *, end: str = "run_finished") -> None:
     """A run's records as the run code writes them, with real equity.arrow and report.html."""
-    led.append(
+    led._append(
         run_id,
         "run_started",
         {
@@ -46,9 +46,10 @@ def write_run(led: Ledger, run_id: str, out: Path, *, end: str = "run_finished")
     if end == "running":
         return
     if end == "run_failed":
-        led.append(run_id, "run_failed", {"error": "StageError", "message": "boom"})
+        led._append(run_id, "run_failed", {"error": "StageError", "message": "boom"})
+        led._checkpoint(run_id)  # every run ends signed
         return
-    led.append(run_id, "metrics", {"sharpe": 1.5, "cagr": 0.1, "beta": None, "n_rebalances": 3})
+    led._append(run_id, "metrics", {"sharpe": 1.5, "cagr": 0.1, "beta": None, "n_rebalances": 3})
     run_dir = out / run_id
     run_dir.mkdir(parents=True)
     frame = pl.DataFrame(
@@ -59,12 +60,13 @@ def write_run(led: Ledger, run_id: str, out: Path, *, end: str = "run_finished")
     (run_dir / "report.html").write_text(f"<html>{run_id}</html>")
     for name in ("equity.arrow", "report.html"):
         p = run_dir / name
-        led.append(
+        led._append(
             run_id,
             "artifact",
             {"name": name, "path": str(p), "digest": _digest(p), "bytes": p.stat().st_size},
         )
-    led.append(run_id, "run_finished", {"seconds": 1.0, "out_dir": str(run_dir)})
+    led._append(run_id, "run_finished", {"seconds": 1.0, "out_dir": str(run_dir)})
+    led._checkpoint(run_id)
 
 
 def test_the_core_works_without_mlflow_and_export_says_how_to_install(tmp_path, monkeypatch):
@@ -159,7 +161,7 @@ def test_export_is_readable_with_mlflows_client_and_idempotent(tmp_path, capsys)
 
     # a new finished run (the unfinished one finishing too): only those are exported
     write_run(led, "run-c", out)
-    led.append("run-going", "run_finished", {"seconds": 2.0, "out_dir": str(out)})
+    led._append("run-going", "run_finished", {"seconds": 2.0, "out_dir": str(out)})
     assert main(["mlflow", "export", "--ledger", str(led.path), "--tracking-uri", uri]) == 0
     assert capsys.readouterr().out.splitlines() == [
         f"exported 2 runs to {uri} (experiment `qpipe`)",

@@ -134,7 +134,8 @@ def test_symlinked_store_staging_or_index_folders_are_refused(tmp_path, folder, 
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "symlink" in err and f"`{out / 'store' / folder}`" in err
     assert list(outside.iterdir()) == []
-    assert records(out / "audit.jsonl")[-1]["data"]["error"] == "PathSafetyError"
+    *_, failed, checkpoint = records(out / "audit.jsonl")
+    assert failed["data"]["error"] == "PathSafetyError" and checkpoint["kind"] == "checkpoint"
 
 
 def test_nothing_loads_pickles_from_disk():

@@ -155,8 +155,9 @@ def test_run_folder_and_ledger(wf):
     trials = pl.read_ipc(done.out_dir / "trials.arrow")
     assert trials.height == len(done.result.splits.folds) * 4
     recs = [r for r in records(tmp / "runs" / "audit.jsonl") if r["run_id"] == done.research_id]
-    assert [r["kind"] for r in recs] == ["research_started", "research_finished"]
-    fin = recs[-1]["data"]
+    kinds = [r["kind"] for r in recs]
+    assert kinds == ["research_started", "research_finished", "checkpoint"]
+    fin = recs[1]["data"]
     assert fin["splits_digest"] == done.result.splits.digest
     assert fin["run_id"] == done.run.run_id
     assert verify(tmp / "runs" / "audit.jsonl").ok
@@ -196,7 +197,7 @@ def test_a_planted_look_ahead_is_caught_by_the_point_in_time_check_on_every_fold
     with pytest.raises(AllocationAuditError, match="point_in_time"):
         run_walk_forward(cfg, GRID, **WINDOWS, out=tmp / "cheat", strategy=cheating)
     kinds = [r["kind"] for r in records(tmp / "cheat" / "audit.jsonl")]
-    assert kinds[-1] == "research_failed"
+    assert kinds[-2:] == ["research_failed", "checkpoint"]  # ended, and signed
 
 
 # --- bad input ------------------------------------------------------------------------------------
@@ -215,8 +216,8 @@ def test_bad_windows_are_one_line_errors_recorded_in_the_ledger(tmp_path, window
     with pytest.raises(ResearchError) as info:
         run_walk_forward(cfg, GRID, **windows, out=tmp_path / "runs")
     assert words in str(info.value) and "\n" not in str(info.value)
-    last = records(tmp_path / "runs" / "audit.jsonl")[-1]
-    assert last["kind"] == "research_failed"
+    *_, last, checkpoint = records(tmp_path / "runs" / "audit.jsonl")
+    assert last["kind"] == "research_failed" and checkpoint["kind"] == "checkpoint"
     assert last["data"] == {"error": "ResearchError", "message": str(info.value)}
 
 

@@ -12,9 +12,10 @@ from qpipe._canonical import jsonable
 from qpipe.config import ThreadSafeConfig
 from qpipe.ledger import payloads as p
 from qpipe.ledger import records
+from qpipe.ledger.kinds import ALL_PAYLOADS, kinds_table
 
 REPO = Path(__file__).resolve().parents[3]
-BY_KIND = {cls.KIND: cls for cls in p.PAYLOADS}
+BY_KIND = {cls.KIND: cls for cls in ALL_PAYLOADS}
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +53,8 @@ def test_payloads_rebuild_every_record_of_a_real_run_exactly(run_records):
 
 
 def test_every_payload_has_a_kind_and_documented_fields():
-    assert len({cls.KIND for cls in p.PAYLOADS}) == len(p.PAYLOADS)
-    for cls in p.PAYLOADS:
+    assert len({cls.KIND for cls in ALL_PAYLOADS}) == len(ALL_PAYLOADS)
+    for cls in ALL_PAYLOADS:
         assert cls.KIND and cls.__doc__
         assert dataclasses.fields(cls), cls
         assert all(f.metadata.get("doc") for f in dataclasses.fields(cls)), cls
@@ -95,5 +96,5 @@ def test_docs_table_of_kinds_is_generated_from_the_payloads():
     begin, end = "<!-- kinds:begin -->\n", "<!-- kinds:end -->"
     assert begin in text and end in text, "docs/ledger.md lost its kinds-table markers"
     table = text[text.index(begin) + len(begin) : text.index(end)]
-    fix = "qpipe.ledger.payloads.write_kinds_table('docs/ledger.md')"
-    assert table == p.kinds_table(), f"docs/ledger.md kinds table is stale; run: {fix}"
+    fix = "qpipe.ledger.kinds.write_kinds_table('docs/ledger.md')"
+    assert table == kinds_table(), f"docs/ledger.md kinds table is stale; run: {fix}"

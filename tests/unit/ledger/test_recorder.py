@@ -10,11 +10,9 @@ import pytest
 from qpipe.errors import LedgerError
 from qpipe.ledger import Ledger, RunRecorder, records, verify
 from qpipe.ledger import payloads as p
+from qpipe.ledger.kinds import ALL_PAYLOADS
 
 PACKAGE = Path(__file__).resolve().parents[3] / "qpipe"
-# Legacy writers still calling the deprecated ``Ledger.append`` until the run graph (qpipe/run/)
-# and the CLI package use RunRecorder; remove each entry, then ``Ledger.append``, as they switch.
-LEGACY_WRITERS: set[str] = set()
 WRITER_MODULES = {"ledger/recorder.py", "ledger/writer.py"}
 
 
@@ -36,7 +34,7 @@ def test_nothing_but_the_recorder_writes_records():
     offenders = []
     for path in sorted(PACKAGE.rglob("*.py")):
         rel = path.relative_to(PACKAGE).as_posix()
-        if rel in WRITER_MODULES or rel in LEGACY_WRITERS:
+        if rel in WRITER_MODULES:
             continue
         text = path.read_text(encoding="utf-8")
         offenders += [f"{rel}:{n}" for n in _ledger_write_calls(text)]
@@ -73,7 +71,7 @@ def test_each_method_writes_its_kind_and_returns_the_record(tmp_path):
     assert m["data"] == {"sharpe": None, "n_trades": 3}
     done = rec.run_finished(p.RunFinished(seconds=1.25, out_dir="runs/x"))
     assert done["seq"] == 3 and done["prev"] == m["hash"]
-    assert records(tmp_path / "audit.jsonl") == [first, m, done]
+    assert records(tmp_path / "audit.jsonl") == [first, m, done, rec.last_checkpoint]
     assert verify(tmp_path / "audit.jsonl").ok
 
 
@@ -88,9 +86,10 @@ def test_a_method_refuses_another_kinds_payload(tmp_path):
     assert not (tmp_path / "audit.jsonl").exists()
 
 
-def test_every_kind_but_recovered_has_a_recorder_method():
-    for cls in p.PAYLOADS:
-        if cls is p.Recovered:
+def test_every_kind_has_a_recorder_method():
+    assert callable(RunRecorder.checkpoint)  # checkpoints are built and signed by the ledger
+    for cls in ALL_PAYLOADS:
+        if cls in (p.Recovered, p.Checkpoint):
             continue
         method = getattr(RunRecorder, cls.KIND)
         assert method.__annotations__["payload"] in (cls.__name__, f"p.{cls.__name__}", cls)

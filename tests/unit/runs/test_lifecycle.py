@@ -36,7 +36,7 @@ def test_a_run_records_each_phase_in_order(tmp_path: Path, small: ThreadSafeConf
     result = run(small, out=tmp_path, on_event=lambda kind, data: events.append(kind))
     kinds = _kinds(tmp_path / "audit.jsonl")
     assert kinds[:3] == ["run_started", "dataset", "validation"]
-    assert kinds[-1] == "run_finished"
+    assert kinds[-2:] == ["run_finished", "checkpoint"]  # every run ends signed
     assert kinds.index("allocation_audit") < kinds.index("metrics") < kinds.index("artifact")
     tiers = [
         r["data"]["tier"] for r in records(tmp_path / "audit.jsonl") if r["kind"] == "validation"
@@ -61,8 +61,9 @@ def test_per_step_mode_records_every_step_check(tmp_path: Path, small: ThreadSaf
 def test_a_failing_phase_ends_the_run_as_failed(tmp_path: Path, small: ThreadSafeConfig) -> None:
     with pytest.raises(ConfigError, match="top_n"):
         run(small.replace(allocation={"top_n": 50}), out=tmp_path)
-    recs = records(tmp_path / "audit.jsonl")
-    assert recs[-1]["kind"] == "run_failed" and recs[-1]["data"]["error"] == "ConfigError"
+    *_, failed, checkpoint = records(tmp_path / "audit.jsonl")
+    assert failed["kind"] == "run_failed" and failed["data"]["error"] == "ConfigError"
+    assert checkpoint["kind"] == "checkpoint"
     assert not any(p.is_dir() and p.name.startswith("20") for p in tmp_path.iterdir())
 
 
@@ -72,8 +73,9 @@ def test_an_interrupt_inside_a_run_is_recorded(tmp_path: Path, small: ThreadSafe
         small, paths, None, argv=None, emit=lambda k, d: None, cache=None, report=False
     ):
         raise KeyboardInterrupt
-    last = records(paths.ledger)[-1]
+    *_, last, checkpoint = records(paths.ledger)
     assert (last["kind"], last["data"]["error"]) == ("run_failed", "KeyboardInterrupt")
+    assert checkpoint["kind"] == "checkpoint"
 
 
 def test_signals_are_held_while_the_last_record_is_written() -> None:

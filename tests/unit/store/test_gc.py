@@ -32,8 +32,8 @@ def world(tmp_path):
     for r in refs:
         _age(Path(r.path))
     led = Ledger(tmp_path / "audit.jsonl")
-    led.append("r1", "dataset", {"name": "prices", "digest": refs[0].digest, "rows": 2})
-    led.append(
+    led._append("r1", "dataset", {"name": "prices", "digest": refs[0].digest, "rows": 2})
+    led._append(
         "r1",
         "stage",
         {
@@ -42,7 +42,7 @@ def world(tmp_path):
             "outputs": {"sig": {"digest": refs[1].digest, "rows": 2, "path": refs[1].path}},
         },
     )
-    led.append("r1", "allocation_audit", {"nested": [[{"deep": refs[2].digest.upper()}]]})
+    led._append("r1", "allocation_audit", {"nested": [[{"deep": refs[2].digest.upper()}]]})
     return store, refs, led
 
 
@@ -137,7 +137,7 @@ def test_digests_in_torn_and_recovered_lines_keep_their_entries(world):
     with led.path.open("ab") as f:  # a crashed writer's half record naming refs[3]
         f.write(f'{{"data":{{"digest":"{refs[3].digest}","na'.encode())
     assert refs[3].digest in referenced_digests(led.path)
-    led.append("r2", "run_started", {})  # moves the torn bytes into a `recovered` record
+    led._append("r2", "run_started", {})  # moves the torn bytes into a `recovered` record
     assert refs[3].digest in referenced_digests(led.path)
     report = collect_garbage(store.root, led.path, dry_run=False)
     assert [e.path for e in report.removed] == [Path(refs[4].path)]

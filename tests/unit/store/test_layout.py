@@ -33,7 +33,7 @@ def _old(path: Path) -> None:
 @pytest.fixture
 def ledger(tmp_path) -> Path:
     led = Ledger(tmp_path / "audit.jsonl")
-    led.append("r1", "run_started", {"config": None})
+    led._append("r1", "run_started", {"config": None})
     return led.path
 
 
