@@ -14,6 +14,7 @@ import json
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -181,7 +182,7 @@ def import_dataset(
     fmt: ImportFormat = "auto",
     quarantine_dir: Path | None = None,
     today: dt.date | None = None,
-    record: Any = None,
+    record: Callable[[ImportResult], None] | None = None,
 ) -> ImportResult:
     """Import ``source`` into ``store`` under ``name``, all or nothing.
 
@@ -229,7 +230,7 @@ def import_dataset(
     return result
 
 
-def ledger_recorder(ledger_path: str | Path) -> Any:
+def ledger_recorder(ledger_path: str | Path) -> Callable[[ImportResult], None]:
     """``record`` for :func:`import_dataset`: one ``data_import`` record per import.
 
     The record's ``run_id`` is the import id; its data is the :class:`ImportResult` (the digest
