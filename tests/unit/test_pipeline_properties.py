@@ -61,12 +61,14 @@ weights_values = st.one_of(
 
 
 @st.composite
-def price_frames(draw: st.DrawFn, bad: bool = False) -> pl.DataFrame:
+def price_frames(draw: st.DrawFn, bad: bool = False, min_rows: int = 0) -> pl.DataFrame:
     """0-30 rows over 4 symbols and 13 days: gaps, single rows, single symbols; unique keys
     unless ``bad`` (which also allows non-positive and non-finite closes)."""
     # with ``bad``, a third of the frames are corrupted (so the rest reach the invariants)
     corrupt = bad and draw(st.sampled_from([False, False, True]))
-    keys = draw(st.lists(st.tuples(days, symbols), max_size=30, unique=not corrupt))
+    keys = draw(
+        st.lists(st.tuples(days, symbols), min_size=min_rows, max_size=30, unique=not corrupt)
+    )
     scale = draw(scales)
     values = draw(
         st.lists(bad_closes if corrupt else closes, min_size=len(keys), max_size=len(keys))
@@ -157,7 +159,7 @@ def chain_inputs(draw: st.DrawFn) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Prices (a third corrupted) and weights: two thirds of them legal for those prices (on
     priced (date, symbol) keys, |w| <= 0.25 so four symbols stay within the gross limit), the
     rest anything."""
-    prices = draw(price_frames(bad=True))
+    prices = draw(price_frames(bad=True, min_rows=1))  # the empty frame is an explicit example
     if prices.height == 0 or draw(st.sampled_from([False, False, True])):
         return prices, draw(weight_frames())
     keys = (
