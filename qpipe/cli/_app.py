@@ -100,6 +100,12 @@ def guarded(fn: Callable[[], int], *, debug: bool) -> int:
             raise
         fail("interrupted; the run is recorded as failed in the ledger")
         return EXIT_INTERRUPTED
+    except MemoryError as exc:  # the machine's limit, not a bug in qpipe nor the user's input
+        if debug:
+            raise
+        detail = f" ({first_line(exc)})" if str(exc) else ""
+        fail(f"out of memory{detail}; free memory, raise the limit, or use a smaller input")
+        return EXIT_USER_ERROR
     except Exception as exc:
         if debug:
             raise

@@ -102,3 +102,4 @@ def _code_lines(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
 @pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_no_function_is_over_the_limit(path: Path) -> None:
     assert not _long_functions(path), _long_functions(path)
+
