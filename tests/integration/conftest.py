@@ -9,6 +9,8 @@ multi-node tests last, so each kind starts once.
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 MB = 1024 * 1024
@@ -66,12 +68,19 @@ class RayHub:
         self.mode = None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ray_hub():
+    """One Ray cluster for the integration tests, stopped when they end: the reliability and unit
+    tests that follow run with no Ray processes left (Ray's driver installs a SIGTERM handler
+    that exits the process, and a cluster left running under load can fire it mid-test), and the
+    process's own signal handlers are put back."""
     pytest.importorskip("ray")
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     hub = RayHub()
     yield hub
     hub.stop()
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler)
 
 
 @pytest.fixture
