@@ -262,6 +262,39 @@ def test_cli_sweep_then_promote_a_trial_to_a_full_run_with_equal_metrics(tmp_pat
     assert manifest["promoted"] == {str(trial): run_dir.name}
 
 
+def test_peak_memory_does_not_grow_with_the_number_of_trials(tmp_path):
+    """Rows are streamed to chunk files; the driver holds counters. 10x the trials, in a fresh
+    process each, may add little more than the summary table itself (~1 KB a row)."""
+    script = textwrap.dedent(
+        """
+        import sys
+        from pathlib import Path
+        from qpipe.config import ThreadSafeConfig
+        from qpipe.sweep import grid_from_config, run_sweep
+        n, out = int(sys.argv[1]), Path(sys.argv[2])
+        cfg = ThreadSafeConfig.from_mapping(
+            {"data": {"symbols": 20, "start": "2019-01-01", "end": "2020-06-30"},
+             "run": {"report": False, "out": str(out)}})
+        axes = [("strategy.lookback", list(range(30, 30 + n // 100)), "a"),
+                ("allocation.top_n", list(range(1, 101)), "b")]
+        result = run_sweep(cfg, grid_from_config(cfg, axes), evaluator="tests.unit.sweep.toy")
+        assert result.summary.height == n and result.failed.height == 0
+        status = open("/proc/self/status").read().split("VmHWM:")[1].split()[0]
+        print(int(status) * 1024)
+        """
+    )
+    peak = {}
+    for n in (1_000, 10_000):
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(n), str(tmp_path / str(n))],
+            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+            capture_output=True, text=True, timeout=600, check=True,
+        )  # fmt: skip
+        peak[n] = int(done.stdout.split()[-1])
+    growth = peak[10_000] - peak[1_000]
+    assert growth < 64 * 2**20, {n: f"{p / 2**20:.0f} MB" for n, p in peak.items()}
+
+
 # Ray: last in the module, so the two-node cluster starts once -------------------------------
 @pytest.mark.ray
 def test_a_two_node_cluster_gives_the_local_summary_with_constant_task_bytes(
