@@ -67,6 +67,8 @@ def argv_of(command: str, root: Path) -> list[str]:
     command = command.replace("[RUN_ID]", "")
     if "RUN_ID" in command:
         command = command.replace("RUN_ID", small_finished_run(root))
+    if "SWEEP_ID" in command:  # the last sweep the README ran
+        command = command.replace("SWEEP_ID", sorted((root / "runs" / "sweeps").iterdir())[-1].name)
     words = shlex.split(command)
     assert words[0] == "python"
     if words[1] == "runner.py":
