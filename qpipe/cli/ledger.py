@@ -75,7 +75,8 @@ def verify_command(args: argparse.Namespace) -> int:
     if report.ok:
         print(
             f"ok: {_count(report.records, 'record')}, {_count(report.runs, 'run')}, "
-            f"chain intact{_signing_note(report)}, "
+            f"chain intact{_signing_note(report)}"
+            f"{f', anchor (seq {anchor.seq}) held' if anchor else ''}, "
             f"{_count(report.artifacts, 'artifact')} verified"
         )
         return 0

@@ -256,3 +256,18 @@ def test_a_ledger_removed_on_purpose_is_forgotten_before_a_new_one_starts(ledger
     finished_run(ledger, "run-new")
     assert verify(ledger).ok and forget_head(tmp := ledger.with_name("none.jsonl")) is None
     assert not tmp.exists()
+
+
+def test_the_cli_exports_an_anchor_checks_it_elsewhere_and_forgets(ledger, tmp_path, capsys):
+    from qpipe.cli import main
+
+    anchor = tmp_path / "anchor.json"
+    assert main(["ledger", "anchor", "--ledger", str(ledger), "--output", str(anchor)]) == 0
+    assert main(["ledger", "verify", str(ledger)]) == 0
+    assert "signed (3 checkpoints, key " in capsys.readouterr().out
+    os.environ["QPIPE_KEY_DIR"] = str(tmp_path / "elsewhere")  # monkeypatch restores it
+    assert main(["ledger", "verify", "--anchor", str(anchor), str(ledger)]) == 0
+    assert "anchor (seq 12) held" in capsys.readouterr().out  # 3 runs x (3 + checkpoint)
+    os.environ["QPIPE_KEY_DIR"] = str(tmp_path / "keys")
+    assert main(["ledger", "forget", str(ledger)]) == 0
+    assert "forgot the signed head" in capsys.readouterr().out
