@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -11,6 +9,7 @@ from typing import Any, Protocol
 
 import polars as pl
 
+from qpipe._canonical import canonical_digest, jsonable
 from qpipe.context import RunContext
 from qpipe.stages.base import Pipeline, Step
 from qpipe.store import ArrowStore, DatasetRef
@@ -61,8 +60,7 @@ def step_key(step: Step, input_digests: dict[str, str]) -> str:
         "inputs": input_digests,
         "outputs": list(step.outputs),
     }
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return canonical_digest(jsonable(payload))
 
 
 class StepCache:

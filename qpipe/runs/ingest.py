@@ -9,11 +9,11 @@ shows already passed (``validation.skip_validated``).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
 from dataclasses import dataclass
 
+from qpipe._canonical import canonical_digest
 from qpipe._fs import write_bytes_atomic
 from qpipe.errors import ConfigError, QpipeError, SchemaFailure, SchemaValidationError
 from qpipe.ingest import (
@@ -52,7 +52,7 @@ def builtin_dataset(d, store: ArrowStore) -> IngestResult:
     from qpipe.data.universe import builtin_universe
 
     params = {"symbols": d.symbols, "start": d.start, "end": d.end, "seed": d.seed}
-    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:32]
+    key = canonical_digest(params)[:32]
     index = store.root / "index" / f"builtin-{key}.json"
     start = time.perf_counter()
     try:

@@ -22,12 +22,12 @@ or for another key -- and ``ledger verify`` runs it on every skipped audit
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from qpipe._canonical import canonical_digest
 
 __all__ = [
     "AUDIT_KIND",
@@ -49,8 +49,7 @@ VERSION = 1  # bump when the meaning of a certificate changes
 
 
 def _digest(obj: Any) -> str:
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return canonical_digest(obj)
 
 
 @dataclass(frozen=True)

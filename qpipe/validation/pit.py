@@ -34,7 +34,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import inspect
-import json
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -43,6 +42,7 @@ from typing import Any
 
 import polars as pl
 
+from qpipe._canonical import canonical_digest
 from qpipe.stages.base import Pipeline, Step
 from qpipe.validation._pit_plan import Plan, _History, make_plan
 
@@ -140,8 +140,7 @@ def step_digest(step: Step, schemas: Sequence[Mapping[str, pl.DataType]]) -> str
         "schemas": [[[c, str(t)] for c, t in s.items()] for s in schemas],
         "polars": pl.__version__,
     }
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return canonical_digest(body)
 
 
 # --------------------------------------------------------------------------- windows
