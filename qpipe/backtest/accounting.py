@@ -28,6 +28,13 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
+from qpipe.backtest._frames import (
+    _check_rate,
+    _day_number,
+    _day_numbers,
+    _dense,
+    _universe,
+)
 from qpipe.backtest._kernel import run_kernel
 from qpipe.conventions import PERIODS_PER_YEAR
 from qpipe.errors import BacktestError
@@ -85,55 +92,6 @@ def _require(frame: pl.DataFrame, what: str, columns: tuple[str, ...]) -> None:
     if frame.height and frame.schema["date"] != pl.Date:
         msg = f"column `date` of the {what} frame must be Date, got {frame.schema['date']}"
         raise BacktestError(msg)
-
-
-def _check_rate(name: str, value: float, low: float, high: float) -> float:
-    value = float(value)
-    if not (math.isfinite(value) and low <= value <= high):
-        msg = f"`{name}` must be a finite number in [{low:g}, {high:g}], got {value}"
-        raise BacktestError(msg)
-    return value
-
-
-def _day_numbers(frame: pl.DataFrame) -> np.ndarray:
-    return frame["date"].cast(pl.Int32).to_numpy().astype(np.int64)
-
-
-def _dense(
-    days: np.ndarray,
-    codes: np.ndarray,
-    values: np.ndarray,
-    shape: tuple[int, int],
-    what: str,
-) -> np.ndarray:
-    """Scatter long rows of finite values into a NaN matrix; a repeated cell is an error."""
-    out = np.full(shape, np.nan)
-    out[days, codes] = values
-    # values are finite, so fewer filled cells than rows means two rows hit one cell
-    if int(np.count_nonzero(~np.isnan(out))) != len(days):
-        msg = f"{what} frame has duplicate (`date`, `symbol`) rows"
-        raise BacktestError(msg)
-    return out
-
-
-def _codes(symbols: pl.Series, universe: pl.Series) -> np.ndarray:
-    """Column index of each symbol in the sorted universe (an Enum's physical code)."""
-    return symbols.cast(pl.Enum(universe)).to_physical().to_numpy().astype(np.int64)
-
-
-def _universe(symbols: pl.Series) -> tuple[pl.Series, np.ndarray]:
-    """The distinct symbols in byte-wise order, and each row's index into them.
-
-    Goes through a Categorical so that the strings are hashed once, not sorted per row.
-    """
-    cat = symbols.cast(pl.Categorical)
-    phys = cat.to_physical().to_numpy().astype(np.int64)
-    distinct = cat.unique()
-    names = distinct.cast(pl.String)
-    order = names.arg_sort().to_numpy()
-    code_of = np.zeros(int(phys.max()) + 1, np.int64)
-    code_of[distinct.to_physical().to_numpy()[order]] = np.arange(order.size)
-    return names.gather(order).alias("symbol"), code_of[phys]
 
 
 def simulate(
@@ -203,21 +161,66 @@ def simulate(
     """
     _require(prices, "prices", ("date", "symbol", "close"))
     _require(weights, "weights", ("date", "symbol", "weight"))
-    if execution not in ("close", "next_open"):
-        msg = f"`execution` must be 'close' or 'next_open', got {execution!r}"
-        raise BacktestError(msg)
-    use_open = execution == "next_open"
+    rates = _Rates.checked(execution, initial_capital, cost_bps, slippage_bps, borrow_bps,
+                           cash_rate)
+    grid = _price_grid(prices, start, end, rates.use_open)
+    plan = _weight_plan(weights, grid, rates.use_open)
+    out = run_kernel(
+        grid.close, grid.open_, rates.use_open, plan.wmat, plan.exec_row, grid.dead_from,
+        rates.capital, rates.cost, rates.slip, rates.borrow_d, rates.cash_d,
+    )
+    return _result(out, grid, plan, rates.capital)
+
+
+@dataclass(frozen=True)
+class _Rates:
+    """The options as the kernel takes them: fractions per trade and per day."""
+
+    use_open: bool
+    capital: float
+    cost: float
+    slip: float
+    borrow_d: float
+    cash_d: float
+
+    @classmethod
+    def checked(
+        cls, execution: str, initial_capital: float, cost_bps: float, slippage_bps: float,
+        borrow_bps: float, cash_rate: float,
+    ) -> _Rates:
+        if execution not in ("close", "next_open"):
+            msg = f"`execution` must be 'close' or 'next_open', got {execution!r}"
+            raise BacktestError(msg)
+        capital = float(initial_capital)
+        if not (math.isfinite(capital) and capital > 0):
+            msg = f"`initial_capital` must be a finite number > 0, got {initial_capital}"
+            raise BacktestError(msg)
+        return cls(
+            use_open=execution == "next_open",
+            capital=capital,
+            cost=_check_rate("cost_bps", cost_bps, 0.0, 10_000.0) / 1e4,
+            slip=_check_rate("slippage_bps", slippage_bps, 0.0, 10_000.0) / 1e4,
+            borrow_d=_check_rate("borrow_bps", borrow_bps, 0.0, 10_000.0) / 1e4 / PERIODS_PER_YEAR,
+            cash_d=_check_rate("cash_rate", cash_rate, -1.0, 100.0) / PERIODS_PER_YEAR,
+        )
+
+
+@dataclass(frozen=True)
+class _PriceGrid:
+    """The window's price dates, the symbols in byte-wise order, dense closes (and opens) and
+    the first window row on which each symbol counts as delisted."""
+
+    win: np.ndarray
+    symbols: pl.Series
+    close: np.ndarray
+    open_: np.ndarray
+    dead_from: np.ndarray
+
+
+def _checked_closes(prices: pl.DataFrame, use_open: bool) -> pl.Series:
     if use_open and "open" not in prices.columns:
         msg = "execution `next_open` needs an `open` column in the prices frame"
         raise BacktestError(msg)
-    capital = float(initial_capital)
-    if not (math.isfinite(capital) and capital > 0):
-        msg = f"`initial_capital` must be a finite number > 0, got {initial_capital}"
-        raise BacktestError(msg)
-    c = _check_rate("cost_bps", cost_bps, 0.0, 10_000.0) / 1e4
-    slip = _check_rate("slippage_bps", slippage_bps, 0.0, 10_000.0) / 1e4
-    borrow_d = _check_rate("borrow_bps", borrow_bps, 0.0, 10_000.0) / 1e4 / PERIODS_PER_YEAR
-    cash_d = _check_rate("cash_rate", cash_rate, -1.0, 100.0) / PERIODS_PER_YEAR
     if prices.height == 0:
         msg = "prices frame is empty; nothing to backtest"
         raise BacktestError(msg)
@@ -228,7 +231,13 @@ def simulate(
     if closes.null_count() or not bool((closes.is_finite() & (closes > 0)).all()):
         msg = "column `close` of the prices frame must be finite and > 0 on every row"
         raise BacktestError(msg)
+    return closes
 
+
+def _price_grid(
+    prices: pl.DataFrame, start: date | None, end: date | None, use_open: bool
+) -> _PriceGrid:
+    closes = _checked_closes(prices, use_open)
     # dates: all price dates (for delisting) and the window
     days = _day_numbers(prices)
     all_days = prices["date"].unique().sort().cast(pl.Int32).to_numpy().astype(np.int64)
@@ -259,8 +268,21 @@ def simulate(
         open_[d_idx, s_idx] = opens[in_win]
     else:
         open_ = np.empty((0, 0))
+    return _PriceGrid(win, symbols, close, open_, dead_from)
 
-    # weights: rows on window price dates for known symbols; one dense row per rebalance date
+
+@dataclass(frozen=True)
+class _WeightPlan:
+    """One dense weight row per rebalance date, and which row each window date executes."""
+
+    wmat: np.ndarray
+    exec_row: np.ndarray
+    reb_days: np.ndarray
+
+
+def _weight_plan(weights: pl.DataFrame, grid: _PriceGrid, use_open: bool) -> _WeightPlan:
+    """Rows on window price dates for known symbols; one dense row per rebalance date."""
+    win, n_days, n_sym = grid.win, grid.win.size, grid.symbols.len()
     w_days = _day_numbers(weights)
     w_pos = np.searchsorted(win, w_days)
     w_ok = (w_pos < n_days) & (win[np.minimum(w_pos, n_days - 1)] == w_days)
@@ -268,7 +290,7 @@ def simulate(
     row_of = np.full(n_days, -1, np.int64)
     row_of[reb_days] = np.arange(reb_days.size)
     # one hash pass: unknown (or null) symbols become null codes and are dropped
-    w_codes = weights["symbol"].cast(pl.Enum(symbols), strict=False).to_physical()
+    w_codes = weights["symbol"].cast(pl.Enum(grid.symbols), strict=False).to_physical()
     keep = w_ok & w_codes.is_not_null().to_numpy()
     weight_vals = weights["weight"].cast(pl.Float64).to_numpy()[keep]
     if not np.isfinite(weight_vals).all():
@@ -282,19 +304,20 @@ def simulate(
         exec_row[1:] = row_of[:-1]  # weights of date t trade at the open of the next date
     else:
         exec_row[:] = row_of
+    return _WeightPlan(wmat, exec_row, reb_days)
 
+
+def _result(out: tuple, grid: _PriceGrid, plan: _WeightPlan, capital: float) -> BacktestResult:
+    """The kernel's arrays as the equity and trades frames."""
     (equity, cash, turnover, cost, unfilled, gross, net, ruined,
-     t_day, t_sym, t_shares, t_price, t_notional, t_cost) = run_kernel(
-        close, open_, use_open, wmat, exec_row, dead_from, capital, c, slip, borrow_d, cash_d
-    )
-
-    _check_finite(equity, cash, t_day, t_sym, t_shares, win, symbols)
+     t_day, t_sym, t_shares, t_price, t_notional, t_cost) = out
+    _check_finite(equity, cash, t_day, t_sym, t_shares, grid.win, grid.symbols)
     prev = np.concatenate(([capital], equity[:-1]))
     with np.errstate(divide="ignore", invalid="ignore"):
         ret = np.where(prev > 0, equity / prev - 1.0, np.nan)
         gross_x = np.where(equity > 0, gross / equity, np.nan)
         net_x = np.where(equity > 0, net / equity, np.nan)
-    dates = pl.Series("date", win.astype(np.int32)).cast(pl.Date)
+    dates = pl.Series("date", grid.win.astype(np.int32)).cast(pl.Date)
     eq = pl.DataFrame(
         {
             "date": dates,
@@ -312,7 +335,7 @@ def simulate(
     trades = pl.DataFrame(
         {
             "date": dates.gather(t_day),
-            "symbol": symbols.gather(t_sym),
+            "symbol": grid.symbols.gather(t_sym),
             "shares": t_shares,
             "price": t_price,
             "notional": t_notional,
@@ -321,7 +344,7 @@ def simulate(
         schema={"date": pl.Date, "symbol": pl.String, "shares": pl.Float64,
                 "price": pl.Float64, "notional": pl.Float64, "cost": pl.Float64},
     )
-    n_rebalances = int((~ruined[reb_days]).sum())
+    n_rebalances = int((~ruined[plan.reb_days]).sum())
     ruined_on = dates[int(np.argmax(ruined))] if ruined.any() else None
     return BacktestResult(eq, trades, n_rebalances, ruined_on)
 
@@ -356,6 +379,3 @@ def _check_finite(
     )
     raise BacktestError(msg)
 
-
-def _day_number(d: date) -> int:
-    return (d - date(1970, 1, 1)).days
