@@ -147,8 +147,7 @@ def run_sweep(
     Parameters
     ----------
     cfg
-        The base config (its ``[sweep]`` table is not re-read: see
-        :func:`~qpipe.sweep.grid.grid_from_config`).
+        The base config.
     grid
         A checked :class:`Grid`, or ``[(key, values), ...]`` (checked here); None: the
         ``[sweep]`` table of ``cfg`` and ``flags``.
@@ -167,19 +166,13 @@ def run_sweep(
         trials/s, ETA), for a progress line. Nothing is printed.
     evaluator
         Module providing ``build_panel`` and ``evaluate_chunk`` (the batched backtest).
-
-    Examples
-    --------
-    >>> grid = grid_from_config(cfg, [("strategy.lookback", [63, 126], "flag")])  # doctest: +SKIP
-    >>> run_sweep(cfg, grid).summary.head()  # doctest: +SKIP
     """
     from qpipe.runs.paths import new_run_id, resolve_paths
 
-    t0 = time.perf_counter()
-    emit = on_event or (lambda kind, data: None)
+    t0, emit = time.perf_counter(), on_event or (lambda kind, data: None)
     paths = resolve_paths(cfg, out, ledger)
-    paths.out.mkdir(parents=True, exist_ok=True)
-    paths.ledger.parent.mkdir(parents=True, exist_ok=True)
+    for folder_ in (paths.out, paths.ledger.parent):
+        folder_.mkdir(parents=True, exist_ok=True)
     book = Ledger(paths.ledger)
     recorder = SweepRecorder(book, resume or new_run_id())
     try:
