@@ -29,15 +29,12 @@ OnEvent = Callable[[str, dict[str, Any]], None]
 
 def _prices(cfg: ThreadSafeConfig, store: ArrowStore) -> DatasetRef:
     """The prices' stored ref: the built-in universe or a file (as a run reads them)."""
-    from qpipe.ingest import ingest_prices
-    from qpipe.runs.ingest import builtin_dataset
+    from qpipe.runs.ingest import stored_prices
 
     if cfg.data.weights:
         msg = "out-of-sample research runs the strategy on the prices; `data.weights` must be empty"
         raise ConfigError(msg)
-    if cfg.data.source == "builtin":
-        return builtin_dataset(cfg.data, store).ref
-    return ingest_prices(cfg.data.source, store, validate=cfg.validation.mode != "none").ref
+    return stored_prices(cfg, store).ref
 
 
 def _first_line(exc: BaseException) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from qpipe._canonical import canonical_digest
 from qpipe._fs import write_bytes_atomic
+from qpipe.config import ThreadSafeConfig
 from qpipe.errors import ConfigError, QpipeError, SchemaFailure, SchemaValidationError
 from qpipe.ingest import (
     IngestResult,
@@ -85,11 +86,20 @@ def _validated_digests(env: RunEnv) -> set[str]:
     }
 
 
-def _read_prices(env: RunEnv, source: str, validated: set[str]) -> IngestResult:
+def stored_prices(cfg: ThreadSafeConfig, store: ArrowStore) -> IngestResult:
+    """The prices a run of ``cfg`` reads, for work outside a run (sweeps, research): the
+    built-in universe, a ``store:NAME`` dataset, or a file (Tier 1 unless validation is off)."""
+    source = cfg.data.source
     if source == "builtin":
-        return builtin_dataset(env.cfg.data, env.store)
+        return builtin_dataset(cfg.data, store)
     if is_store_source(source):  # `store:NAME`, imported (and validated) by `data import`
-        return open_named(source, env.store)
+        return open_named(source, store)
+    return ingest_prices(source, store, validate=cfg.validation.mode != "none")
+
+
+def _read_prices(env: RunEnv, source: str, validated: set[str]) -> IngestResult:
+    if source == "builtin" or is_store_source(source):
+        return stored_prices(env.cfg, env.store)
     mode = env.cfg.validation.mode
     skip = env.cfg.validation.skip_validated and mode != "none"
     validate = mode != "none" and not (skip and file_digest(source) in validated)

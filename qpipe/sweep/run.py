@@ -115,15 +115,12 @@ def _as_grid(
 
 def _ingest(cfg: ThreadSafeConfig, store: Any) -> Any:
     """The prices' stored ref: the built-in universe (once per parameter set) or a file."""
-    from qpipe.ingest import ingest_prices
-    from qpipe.runs.ingest import builtin_dataset
+    from qpipe.runs.ingest import stored_prices
 
     if cfg.data.weights:
         msg = "a sweep runs the strategy on the prices; `data.weights` must be empty"
         raise ConfigError(msg)
-    if cfg.data.source == "builtin":
-        return builtin_dataset(cfg.data, store).ref
-    return ingest_prices(cfg.data.source, store, validate=cfg.validation.mode != "none").ref
+    return stored_prices(cfg, store).ref
 
 
 def run_sweep(

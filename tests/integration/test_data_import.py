@@ -115,3 +115,14 @@ def test_a_run_on_a_named_dataset_replays(imported, capsys):
     run_id = records(imported)[-1]["run_id"]
     assert main(["replay", run_id, "--out", str(imported)]) == 0
     assert "data outputs identical" in capsys.readouterr().out
+
+
+def test_a_sweep_on_store_name_reads_the_imported_dataset(imported, capsys):
+    """Sweeps and research read prices as a run does (one `stored_prices`), `store:NAME` too."""
+    argv = ["--data", "store:vendor", "--out", str(imported), *FAST_SETS, "--quiet"]
+    assert runner_main([*argv, "--sweep", "allocation.top_n=2,3"]) == 0
+    capsys.readouterr()
+    started = [r for r in records(imported) if r["kind"] == "sweep_started"][-1]["data"]
+    imported_rec = next(r for r in records(imported) if r["kind"] == "data_import")
+    assert started["data_digest"] == imported_rec["data"]["digest"]
+    assert main(["ledger", "verify", "--out", str(imported)]) == 0
