@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -49,25 +50,29 @@ def _selected(session: pytest.Session) -> list[Case]:
 
 
 class _Child:
-    """One case's running child: its timeout, and the signal a case plans to send it."""
+    """One case's running child: its timeout, and the signal a case plans to send it.
+
+    The signal is timed by a thread of its own: the main loop is busy building the next
+    worlds (a good run each) while children run, so timing it there landed the signal late,
+    after a fast child had already finished.
+    """
 
     def __init__(self, world: World, case: Case, command: Command, proc: Any, state: tuple):
         self.world, self.case, self.command, self.proc = world, case, command, proc
         self.state = state
         self.started = time.perf_counter()
-        self.armed: float | None = None  # when the child's run appeared in the ledger
         self.signalled = False
         self.code: int | None = None
+        if command.signal is not None:
+            threading.Thread(target=self._signal_on_time, args=command.signal, daemon=True).start()
 
-    def maybe_signal(self) -> None:
-        if self.command.signal is None or self.signalled or self.proc.poll() is not None:
-            return
-        signum, delay = self.command.signal
-        if self.armed is None:
-            if len(self.world.ledger_bytes()) > len(self.state[2]):  # its run_started is in
-                self.armed = time.perf_counter()
-            return
-        if time.perf_counter() - self.armed >= delay:
+    def _signal_on_time(self, signum: int, records: int) -> None:
+        before = self.state[2].count(b"\n")
+        while self.world.ledger_bytes().count(b"\n") - before < records:
+            if self.proc.poll() is not None:
+                return
+            time.sleep(0.002)
+        if self.proc.poll() is None:
             self.proc.send_signal(signum)
             self.signalled = True
 
@@ -105,7 +110,6 @@ def catalogue(request) -> dict[str, tuple[World, Outcome]]:
     def reap(block: bool) -> None:
         while running:
             for cid, child in list(running.items()):
-                child.maybe_signal()
                 if not child.finished():
                     continue
                 results[cid] = (child.world, child.outcome(logs))

@@ -65,8 +65,9 @@ class Command:
     argv: tuple[str, ...]
     wrap: tuple[str, ...] = ()  # e.g. NO_DAC, or ("prlimit", "--as=...")
     env: dict[str, str] = field(default_factory=dict)
-    # (signal, seconds): sent that long after the child's run appears in the ledger
-    signal: tuple[int, float] | None = None
+    # (signal, records): sent as soon as the child's run has written that many ledger records,
+    # so the signal lands in a known phase however fast the machine is
+    signal: tuple[int, int] | None = None
 
 
 @dataclass
