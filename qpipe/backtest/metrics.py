@@ -179,8 +179,9 @@ def metrics_from_arrays(
         moved = r[r != 0.0]
         if moved.size:
             out["hit_rate"] = float(np.count_nonzero(moved > 0.0)) / moved.size
-    peak = np.maximum.accumulate(np.concatenate(([k], e)))[1:]
-    mdd = float(np.min(e / peak - 1.0))
+    with np.errstate(over="ignore", invalid="ignore"):  # a non-finite equity gives a null
+        peak = np.maximum.accumulate(np.concatenate(([k], e)))[1:]
+        mdd = float(np.min(e / peak - 1.0))
     out["max_drawdown"] = _f(mdd)
     if mdd != 0.0 and out["cagr"] is not None:
         out["calmar"] = _f(float(out["cagr"]) / abs(mdd))
