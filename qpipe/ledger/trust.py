@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from qpipe._canonical import canonical_json
-from qpipe._fs import write_bytes_atomic
+from qpipe._fs import fsync_dir, write_bytes_atomic
 from qpipe.errors import LedgerError
 from qpipe.ledger.keys import ensure_key_dir, key_dir, load_key
 
@@ -89,7 +89,9 @@ class LedgerTrust:
         ensure_key_dir(self.folder / "ledgers")
 
     def note(self, seq: int, digest: str) -> None:
-        """Journal a record about to be appended (no fsync: it survives a killed process).
+        """Journal a record about to be appended, durably: the ledger fsyncs each record, so a
+        journal line lost to a power cut would leave a durable record no writer vouches for, and
+        the next run would refuse the ledger as forged.
 
         The first write also creates the signing key, so a ledger qpipe writes is signed from
         its first record on (never mistaken for an unsigned legacy ledger).
@@ -98,6 +100,7 @@ class LedgerTrust:
         if self.folder not in _KEYED:
             load_key(self.folder)
             _KEYED.add(self.folder)
+        created = not self.journal_path.exists()
         try:
             fd = os.open(
                 self.journal_path,
@@ -109,8 +112,11 @@ class LedgerTrust:
             raise LedgerError(msg) from None
         try:
             os.write(fd, f"{seq} {digest}\n".encode("ascii"))
+            os.fsync(fd)
         finally:
             os.close(fd)
+        if created:
+            fsync_dir(self.journal_path.parent)
 
     def journal(self) -> dict[int, set[str]]:
         """``{seq: {hash, ...}}`` of every journaled record (stale intents included)."""
@@ -133,11 +139,10 @@ class LedgerTrust:
             if seq > upto_seq
             for digest in sorted(digests)
         ]
-        # no fsync: a journal that reverts after a crash only holds more entries (harmless)
-        tmp = self.journal_path.with_name(f".{self.journal_path.name}.{os.getpid()}.tmp")
+        # atomic and durable: a compacted journal cut short by a power loss would drop entries
+        # for records after the checkpoint (a journal that reverts whole only holds more: fine)
         with contextlib.suppress(OSError):
-            tmp.write_text("".join(keep), encoding="ascii")
-            os.replace(tmp, self.journal_path)
+            write_bytes_atomic(self.journal_path, "".join(keep).encode("ascii"))
 
     def read_head(self) -> LedgerHead | None:
         """The last signed head, or None when this ledger was never signed here."""
