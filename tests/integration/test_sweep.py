@@ -29,6 +29,7 @@ from qpipe.sweep import grid_from_config, results_digest, run_sweep, trials_trie
 from tests.conftest import REPO
 
 TOY = "tests.unit.sweep.toy"
+DYING_TOY = "tests.unit.sweep.dying_toy"  # kills its worker once
 SMALL = {
     "data": {"symbols": 20, "start": "2019-01-01", "end": "2020-06-30"},
     "strategy": {"lookback": 42, "skip": 5},
@@ -325,3 +326,21 @@ def test_a_two_node_cluster_gives_the_local_summary_with_constant_task_bytes(
         small,
         engine.stats.max_task_bytes,
     )
+
+
+@pytest.mark.ray
+def test_a_worker_killed_mid_sweep_costs_a_retry_not_a_trial(
+    reference, tmp_path, ray_cluster_address
+):
+    """SIGKILL of the worker running a chunk: Ray retries the chunk, and the summary equals the
+    undisturbed local sweep's (no trial lost, none counted twice)."""
+    from qpipe.engines.ray import RayEngine
+
+    cfg = make_cfg(tmp_path)
+    engine = RayEngine(address=ray_cluster_address)
+    on_ray = run_sweep(cfg, make_grid(cfg), evaluator=DYING_TOY, engine=engine)
+    assert (tmp_path / "store" / "killed-once").exists(), "no worker died: nothing was tested"
+    assert on_ray.results_digest == reference.results_digest
+    assert data_columns(on_ray.summary).equals(data_columns(reference.summary))
+    assert trials_tried(tmp_path / "audit.jsonl", on_ray.sweep_id) == 80  # each counted once
+    assert verify(tmp_path / "audit.jsonl").ok
