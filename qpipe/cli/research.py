@@ -156,7 +156,8 @@ def _print_walk_forward(done: Any, quiet: bool) -> int:
     out_console(wide=True).print(table)
     sharpe = format_metric("sharpe", done.run.metrics.get("sharpe"))
     print(f"out-of-sample {done.result.start} – {done.result.end}: sharpe {sharpe}")
-    print(f"run: {done.out_dir}  (research.html, folds.arrow)")
+    print(f"run: {done.out_dir}  (report.html, research.html, folds.arrow)")
+    print(done.verdict)
     return 0
 
 
@@ -170,6 +171,7 @@ def _print_cpcv(done: Any, quiet: bool) -> int:
     if done.pbo is not None:
         print(f"PBO {done.pbo.pbo:.2f} over {done.pbo.lambdas.size:,} halvings")
     print(f"folder: {done.out_dir}  (research.html, splits/paths/sets.arrow)")
+    print(done.verdict)
     return 0
 
 

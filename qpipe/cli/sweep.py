@@ -177,6 +177,8 @@ def sweep_main(cfg: ThreadSafeConfig, args: argparse.Namespace, argv: Sequence[s
             f"sweep: {result.folder}  ({result.summary.height:,} trials{reused}, "
             f"{result.seconds:.1f}s)"
         )
+        if result.verdict:
+            print(result.verdict)
     return _report_failures(result)
 
 

@@ -301,6 +301,10 @@ class ResearchStarted(Payload):
     config_digest: str = field(metadata={"doc": "SHA-256 of the canonical base config"})
     data_digest: str = field(metadata={"doc": "digest of the stored prices"})
     argv: list[str] = field(metadata={"doc": "command line, when run from one"})
+    results_config_digest: str = field(
+        default="",
+        metadata={"doc": "digest of the sections deciding results, as a sweep's `config_digest`"},
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

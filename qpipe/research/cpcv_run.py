@@ -2,9 +2,11 @@
 
 :func:`run_cpcv` ingests the prices, backtests every parameter set once over the whole history
 (:func:`~qpipe.research.cpcv.trial_returns`), evaluates every combinatorial purged split and
-reassembles the paths (:func:`~qpipe.research.cpcv.evaluate_cpcv`), computes the grid's PBO,
-and writes ``splits.arrow``, ``paths.arrow``, ``sets.arrow``, ``research.json`` and
-``research.html``; ``research_finished`` lists them with their digests.
+reassembles the paths (:func:`~qpipe.research.cpcv.evaluate_cpcv`), computes the grid's PBO and
+the trial-aware statistics of the set with the best full-history Sharpe (N from the ledger:
+:func:`~qpipe.research.judge.study_basis`), and writes ``splits.arrow``, ``paths.arrow``,
+``sets.arrow``, ``research.json`` and ``research.html``; ``research_finished`` lists them with
+their digests, the statistics and the sweeps they counted.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from qpipe._fs import write_bytes_atomic
 from qpipe.config import ThreadSafeConfig
 from qpipe.ledger import payloads as p
 from qpipe.research.cpcv import CPCVResult, evaluate_cpcv, trial_returns
+from qpipe.research.judge import StudyBasis, set_sharpes, study_basis
 from qpipe.research.pages import cpcv_page
 from qpipe.research.splits import check_test_window, combinatorial_purged, purge_default
 from qpipe.research.study import OnEvent, Study, write_json
@@ -35,17 +40,26 @@ class CPCVRun:
     out_dir: Path
     result: CPCVResult
     pbo: Any  # qpipe.stats.PBOResult, or None when the history is too short for 16 blocks
+    stats: dict[str, Any] | None = None  # N, the sweeps counted, the values, the verdict
+
+    @property
+    def verdict(self) -> str:
+        """``DSR 0.41 with N = 240 trials: not significant at 95%`` (or why not computed)."""
+        return str((self.stats or {}).get("verdict", ""))
 
 
 def _cpcv_files(
-    folder: Path, result: CPCVResult, pbo: Any, info: Mapping[str, Any]
+    folder: Path,
+    result: CPCVResult,
+    judged: tuple[StudyBasis, tuple[int, np.ndarray]],
+    info: Mapping[str, Any],
 ) -> dict[str, str]:
     """splits.arrow, paths.arrow, sets.arrow and research.json; name -> digest."""
     folder.mkdir(parents=True, exist_ok=True)
     tables = (("splits", result.splits), ("paths", result.paths), ("sets", result.sets))
     digests = {f"{n}.arrow": write_ipc_atomic(frame, folder / f"{n}.arrow") for n, frame in tables}
     digests["research.json"] = write_json(folder / "research.json", info)
-    html = cpcv_page(result, pbo, str(info["research_id"])).encode("utf-8")
+    html = cpcv_page(result, *judged, str(info["research_id"])).encode("utf-8")
     digests["research.html"] = write_bytes_atomic(folder / "research.html", html)
     return digests
 
@@ -72,15 +86,21 @@ def run_cpcv(
     params = {"groups": groups, "test_groups": test_groups, "purge": purge, "embargo": embargo}
     with study.failures_recorded():
         prices_ref = study.start("cpcv", params, grid, argv=argv)
-        result, pbo = _cpcv(study, prices_ref, grid, params)
+        result, returns = _cpcv(study, prices_ref, grid, params)
+        basis = study_basis(study.ledger.path, study.id, returns)
+    sharpes = set_sharpes(returns)
+    best = int(np.argmax(np.nan_to_num(sharpes, nan=-np.inf)))
+    stats = {"judged_set": best, **basis.record(*basis.statistics(returns[:, best]))}
     folder = study.paths.out / "research" / study.id
+    pbo = basis.pbo
     summary = {
         "sets": list(result.sets_params),
         "path_sharpes": result.paths["sharpe"].to_list(),
         "pbo": None if pbo is None else pbo.to_dict(),
+        "stats": stats,
     }
     info = {"research_id": study.id, "splits": result.splits_def.to_dict(), **summary}
-    summary["artifacts"] = _cpcv_files(folder, result, pbo, info)
+    summary["artifacts"] = _cpcv_files(folder, result, (basis, (best, returns[:, best])), info)
     study.recorder.research_finished(
         p.ResearchFinished(
             method="cpcv",
@@ -91,15 +111,15 @@ def run_cpcv(
         )
     )
     study.emit("research_finished", {"research_id": study.id, "out_dir": str(folder)})
-    return CPCVRun(study.id, folder, result, pbo)
+    return CPCVRun(study.id, folder, result, pbo, stats)
 
 
 def _cpcv(
     study: Study, prices_ref: DatasetRef, grid: Mapping[str, Sequence[Any]], params: dict
-) -> tuple[CPCVResult, Any]:
+) -> tuple[CPCVResult, np.ndarray]:
+    """The CPCV's evaluation, and every set's full-history daily returns (days x sets)."""
     from qpipe.backtest.batch import build_panel
     from qpipe.backtest.panel import open_panel
-    from qpipe.stats import pbo as compute_pbo
 
     assert study.store is not None
     sets = param_sets(grid)
@@ -118,6 +138,4 @@ def _cpcv(
         )
     panel = open_panel(build_panel(prices_ref, study.store), study.store)
     returns = trial_returns(prices, panel, study.base, sets)
-    result = evaluate_cpcv(returns, dates, splits, sets)
-    enough = len(sets) >= 2 and dates.len() >= 16
-    return result, compute_pbo(returns, 16) if enough else None
+    return evaluate_cpcv(returns, dates, splits, sets), returns

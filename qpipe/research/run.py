@@ -13,10 +13,14 @@ With :mod:`~qpipe.research.cpcv_run` and :mod:`~qpipe.research.study`, the I/O e
 4. trades the stitched weights in **one plain run** (:func:`qpipe.run` with the weights as an
    external weights file and ``backtest.start``/``end`` the out-of-sample span), so the run
    folder holds equity, weights, trades, metrics and the report like any run;
+   Before it, the trial-aware statistics are prepared (:func:`~qpipe.research.judge.study_basis`:
+   N from the ledger, V, the grid's PBO over its sets' full-history daily returns); the run's
+   ``report.html`` shows them with the DSR of its own out-of-sample returns, MinTRL, IS vs OOS
+   and the folds table (passed in as ``report_research``);
 5. adds ``folds.arrow`` (the folds table), ``trials.arrow`` (every set's IS and OOS metric on
    every fold), ``research.json`` and ``research.html`` (the research page) to that folder,
-   records them as artifacts, and records ``research_finished`` (or ``research_failed`` with
-   the one-line error).
+   records them as artifacts, and records ``research_finished`` with the statistics and the
+   sweeps they counted (or ``research_failed`` with the one-line error).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from qpipe._fs import write_bytes_atomic
@@ -34,7 +39,8 @@ from qpipe.config import ThreadSafeConfig
 from qpipe.errors import AllocationAuditError
 from qpipe.ledger import Ledger, RunRecorder
 from qpipe.ledger import payloads as p
-from qpipe.research.pages import walk_forward_page
+from qpipe.research.judge import StudyBasis, study_basis
+from qpipe.research.pages import walk_forward_page, walk_forward_research
 from qpipe.research.splits import purge_default, walk_forward
 from qpipe.research.study import OnEvent, Study, write_json
 from qpipe.research.walkforward import (
@@ -57,6 +63,12 @@ class WalkForwardRun:
     research_id: str
     result: WalkForwardResult
     run: Any  # qpipe.runs.RunResult of the stitched out-of-sample backtest
+    stats: dict[str, Any] | None = None  # N, the sweeps counted, the values, the verdict
+
+    @property
+    def verdict(self) -> str:
+        """``DSR 0.41 with N = 240 trials: not significant at 95%`` (or why not computed)."""
+        return str((self.stats or {}).get("verdict", ""))
 
     @property
     def out_dir(self) -> Path:
@@ -89,16 +101,24 @@ def _check_audits(result: WalkForwardResult) -> None:
         raise AllocationAuditError(msg, tuple(v for _, a in bad for v in a.violations))
 
 
-def _write_tables(run: Any, result: WalkForwardResult, info: dict[str, Any], book: Ledger) -> None:
-    """folds.arrow, trials.arrow and research.json in the run folder, recorded as artifacts."""
+def oos_returns(equity: pl.DataFrame) -> np.ndarray:
+    """The stitched run's daily out-of-sample returns (its ``equity.arrow``'s ``return``)."""
+    return equity.sort("date")["return"].drop_nulls().to_numpy()
+
+
+def _write_tables(
+    run: Any, result: WalkForwardResult, info: dict[str, Any], book: Ledger, basis: StudyBasis
+) -> None:
+    """folds.arrow, trials.arrow, research.json and research.html in the run folder, recorded
+    as artifacts."""
     out = Path(run.out_dir)
+    returns = oos_returns(run.store.open(run.refs["equity"]))
+    html = walk_forward_page(result, returns, basis, run.run_id).encode("utf-8")
     files = {
         "folds.arrow": lambda path: write_ipc_atomic(result.folds, path),
         "trials.arrow": lambda path: write_ipc_atomic(result.trials, path),
         "research.json": lambda path: write_json(path, info),
-        "research.html": lambda path: write_bytes_atomic(
-            path, walk_forward_page(result, run).encode("utf-8")
-        ),
+        "research.html": lambda path: write_bytes_atomic(path, html),
     }
     recorder = RunRecorder(book, run.run_id)
     for name, write in files.items():
@@ -148,22 +168,27 @@ def run_walk_forward(
     with study.failures_recorded():
         prices_ref = study.start("walk_forward", params, grid, metric=metric, argv=argv)
         assert study.store is not None
-        result = _evaluate(study.base, grid, study.store, prices_ref, params, metric, strategy)
+        result, set_returns = _evaluate(
+            study.base, grid, study.store, prices_ref, params, metric, strategy
+        )
         _check_audits(result)
         study.emit("research_evaluated", {"folds": result.folds.height, "sets": len(result.sets)})
-        run = _stitched_run(study.base, result, study.store, study.paths, on_event, argv)
+        basis = study_basis(study.ledger.path, study.id, set_returns)
+        run = _stitched_run(study.base, result, study.store, study.paths, on_event, argv, basis)
+    stats = basis.record(*basis.statistics(oos_returns(run.store.open(run.refs["equity"]))))
     finished = p.ResearchFinished(
         method="walk_forward",
         splits_digest=result.splits.digest,
         splits=result.splits.to_dict(),
-        result=_walk_forward_result(result),
+        result={**_walk_forward_result(result), "stats": stats},
         out_dir=str(run.out_dir),
         run_id=run.run_id,
     )
-    _write_tables(run, result, {"research_id": study.id, **finished.to_data()}, study.ledger)
+    info = {"research_id": study.id, **finished.to_data()}
+    _write_tables(run, result, info, study.ledger, basis)
     study.recorder.research_finished(finished)
     study.emit("research_finished", {"research_id": study.id, "run_id": run.run_id})
-    return WalkForwardRun(study.id, result, run)
+    return WalkForwardRun(study.id, result, run, stats)
 
 
 def _evaluate(
@@ -174,8 +199,12 @@ def _evaluate(
     params: dict[str, Any],
     metric: str,
     strategy: StrategyFactory,
-) -> WalkForwardResult:
+) -> tuple[WalkForwardResult, np.ndarray]:
+    """The walk-forward's evaluation, and every set's full-history daily returns (days x
+    sets, the batched path) for the PBO and V."""
     from qpipe.backtest.batch import build_panel
+    from qpipe.backtest.panel import open_panel
+    from qpipe.research.cpcv import trial_returns
 
     prices = store.open(prices_ref)
     split_params = dict(params)
@@ -185,9 +214,11 @@ def _evaluate(
     splits = walk_forward(dates, **split_params)
     panel = build_panel(prices_ref, store)
     evaluate = functools.partial(_evaluate_trials, panel, base.to_dict(), str(store.root))
-    return evaluate_walk_forward(
+    result = evaluate_walk_forward(
         evaluate, prices, base, grid, splits, metric=metric, strategy=strategy
     )
+    returns = trial_returns(prices, open_panel(panel, store), base, list(result.sets))
+    return result, returns
 
 
 def _evaluate_trials(panel: Any, base: dict[str, Any], root: str, trials: list) -> Any:
@@ -203,6 +234,7 @@ def _stitched_run(
     paths: Any,
     on_event: OnEvent | None,
     argv: Sequence[str] | None,
+    basis: StudyBasis,
 ) -> Any:
     from qpipe.runs import run
 
@@ -214,4 +246,5 @@ def _stitched_run(
         ledger=paths.ledger,
         on_event=on_event,
         argv=argv,
+        report_research=lambda equity: walk_forward_research(result, oos_returns(equity), basis),
     )

@@ -62,6 +62,8 @@ class Study:
         self, method: str, params: dict[str, Any], grid: Mapping[str, Sequence[Any]], **more: Any
     ) -> DatasetRef:
         """Ingest the prices and record ``research_started``; return the prices' ref."""
+        from qpipe.sweep.resume import results_config_digest
+
         self.store = ArrowStore(self.paths.store)
         prices = _prices(self.base, self.store)
         started = p.ResearchStarted(
@@ -72,6 +74,7 @@ class Study:
             config_digest=self.base.digest,
             data_digest=prices.digest,
             argv=list(more.get("argv") or []),
+            results_config_digest=results_config_digest(self.base),
         )
         self.recorder.research_started(started)
         self.emit("research_started", {"research_id": self.id, "method": method})

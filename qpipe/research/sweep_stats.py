@@ -34,9 +34,17 @@ from qpipe.ledger import payloads as p
 from qpipe.research.cpcv import trial_returns
 from qpipe.research.pages import stats_page
 from qpipe.research.trials import TrialCount, count_trials, trial_statistics, verdict
-from qpipe.store import ArrowStore
+from qpipe.store import ArrowStore, write_ipc_atomic
 
-__all__ = ["SweepStats", "sweep_stats"]
+__all__ = [
+    "PBO_LIMIT",
+    "SweepStats",
+    "counted_sharpes",
+    "judge_sweep",
+    "load_stats",
+    "save_stats",
+    "sweep_stats",
+]
 
 PBO_LIMIT = 2_000
 
@@ -54,6 +62,7 @@ class SweepStats:
     pbo: Any  # qpipe.stats.PBOResult or None
     trial_sharpes: np.ndarray  # per-period, of the counted finished trials
     page: Path | None = None  # stats.html
+    why_no_pbo: str = ""  # when ``pbo`` is None
 
     @property
     def line(self) -> str:
@@ -83,7 +92,8 @@ def _best(rows: pl.DataFrame, metric: str) -> dict[str, Any]:
     return ok.sort([metric, "trial"], descending=[desc, False]).row(0, named=True)
 
 
-def _sharpes(count: TrialCount) -> np.ndarray:
+def counted_sharpes(count: TrialCount) -> np.ndarray:
+    """Per-period Sharpe ratios of the counted sweeps' finished trials (their chunk files)."""
     out = []
     for sweep in count.sweeps:
         rows = _chunk_rows(sweep.chunk_paths)
@@ -118,13 +128,36 @@ def sweep_stats(
     pbo_limit: int = PBO_LIMIT,
 ) -> SweepStats:
     """Judge ``sweep_id``'s best trial with the honest N (see the module docstring)."""
-    from qpipe.runs import new_run_id, resolve_paths
+    from qpipe.runs import resolve_paths
 
     paths = resolve_paths(config or ThreadSafeConfig.default(), out, ledger)
-    if not Path(paths.ledger).exists():
-        msg = f"ledger `{paths.ledger}` does not exist"
+    stats = judge_sweep(
+        sweep_id, paths.ledger, paths.store, trials_from=trials_from, pbo_limit=pbo_limit
+    )
+    page = Path(paths.out) / "research" / stats.stats_id / "stats.html"
+    page.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(page, stats_page(stats).encode("utf-8"))
+    return dataclasses.replace(stats, page=page)
+
+
+def judge_sweep(
+    sweep_id: str,
+    ledger: str | Path,
+    store: str | Path,
+    *,
+    trials_from: str | int = "ledger",
+    pbo_limit: int = PBO_LIMIT,
+) -> SweepStats:
+    """Steps 1 to 4 of the module docstring, and the ``trial_stats`` record; no page.
+
+    ``store``: where the sweep's prices are when its base config names no store.
+    """
+    from qpipe.runs import new_run_id
+
+    if not Path(ledger).exists():
+        msg = f"ledger `{ledger}` does not exist"
         raise ResearchError(msg)
-    count = count_trials(records(paths.ledger), sweep_id, trials_from)
+    count = count_trials(records(ledger), sweep_id, trials_from)
     started = dict(count.started)
     keys = [str(k) for k, _ in started["grid"]]
     rows = _chunk_rows(count.sweeps[0].chunk_paths)
@@ -133,15 +166,14 @@ def sweep_stats(
         raise ResearchError(msg)
     best = _best(rows, str(started.get("metric", "sharpe")))
     base = ThreadSafeConfig.from_mapping(started["config"])
-    store_root = base.store.path or paths.store
-    prices, panel = _prices_and_panel(started, ArrowStore(store_root))
+    prices, panel = _prices_and_panel(started, ArrowStore(base.store.path or store))
     returns = trial_returns(prices, panel, base, [_params(best, keys)], full_history=False)
-    sharpes = _sharpes(count)
+    sharpes = counted_sharpes(count)
     values = trial_statistics(returns[:, 0], sharpes, count.n_trials)
-    result = _pbo(rows, keys, prices, panel, base, pbo_limit)
+    result, why = _pbo(rows, keys, prices, panel, base, pbo_limit)
     values["pbo"] = None if result is None else result.to_dict()
     stats_id = new_run_id()
-    RunRecorder(Ledger(paths.ledger), stats_id).trial_stats(
+    RunRecorder(Ledger(ledger), stats_id).trial_stats(
         p.TrialStats(
             sweep_id=sweep_id,
             trial=int(best["trial"]),
@@ -152,11 +184,9 @@ def sweep_stats(
         )
     )
     trial, params = int(best["trial"]), _params(best, keys)
-    stats = SweepStats(stats_id, sweep_id, trial, params, count, values, result, sharpes)
-    page = Path(paths.out) / "research" / stats_id / "stats.html"
-    page.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(page, stats_page(stats).encode("utf-8"))
-    return dataclasses.replace(stats, page=page)
+    return SweepStats(
+        stats_id, sweep_id, trial, params, count, values, result, sharpes, why_no_pbo=why
+    )
 
 
 def _pbo(
@@ -166,12 +196,71 @@ def _pbo(
     panel: Any,
     base: ThreadSafeConfig,
     limit: int,
-) -> Any:
+) -> tuple[Any, str]:
+    """The PBO over the sweep's finished trials, or None and why it was not computed."""
     from qpipe.stats import pbo
 
     ok = rows.filter(pl.col("status") == "ok").sort("trial")
-    if ok.height < 2 or ok.height > limit:
-        return None
+    if ok.height < 2:
+        return None, f"the PBO needs >= 2 finished trials, the sweep has {ok.height}"
+    if ok.height > limit:
+        why = (
+            f"the sweep has {ok.height:,} finished trials, more than the {limit:,} whose daily "
+            "returns are re-run for the PBO"
+        )
+        return None, why
     sets = [_params(r, keys) for r in ok.iter_rows(named=True)]
     returns = trial_returns(prices, panel, base, sets, full_history=False)
-    return pbo(returns, 16) if returns.shape[0] >= 16 else None
+    if returns.shape[0] < 16:
+        return None, f"the PBO needs >= 16 days for 16 blocks, the sweep has {returns.shape[0]}"
+    return pbo(returns, 16), ""
+
+
+PBO_FILE = "pbo.arrow"
+
+
+def save_stats(stats: SweepStats, folder: Path) -> dict[str, Any]:
+    """``stats`` as plain data for the sweep's manifest; the PBO's halvings go to
+    ``<folder>/pbo.arrow`` (so ``sweep.html`` can be drawn again, e.g. after a promote)."""
+    pbo = stats.pbo
+    if pbo is not None:
+        halvings = pl.DataFrame(
+            {"lambda": pbo.lambdas, "is_sharpe": pbo.is_sharpe, "oos_sharpe": pbo.oos_sharpe}
+        )
+        write_ipc_atomic(halvings, folder / PBO_FILE)
+    return {
+        "stats_id": stats.stats_id,
+        "trial": stats.trial,
+        "params": stats.params,
+        "trials_from": stats.count.trials_from,
+        "sweeps_counted": [s.to_dict() for s in stats.count.sweeps],
+        "values": stats.values,
+        "why_no_pbo": stats.why_no_pbo,
+    }
+
+
+def load_stats(sweep_id: str, data: dict[str, Any], folder: Path) -> SweepStats:
+    """The inverse of :func:`save_stats` (the trial Sharpe ratios are not kept)."""
+    from qpipe.research.stats import PBOResult
+    from qpipe.research.trials import SweepCount
+
+    values = dict(data["values"])
+    pbo = None
+    if values.get("pbo"):
+        halvings = pl.read_ipc(folder / PBO_FILE)
+        scalars = {k: v for k, v in values["pbo"].items() if k != "n_halvings"}
+        for k in ("slope", "intercept"):
+            scalars[k] = math.nan if scalars[k] is None else scalars[k]
+        pbo = PBOResult(
+            lambdas=halvings["lambda"].to_numpy(),
+            is_sharpe=halvings["is_sharpe"].to_numpy(),
+            oos_sharpe=halvings["oos_sharpe"].to_numpy(),
+            **scalars,
+        )
+    sweeps = tuple(SweepCount(**s) for s in data["sweeps_counted"])
+    given = str(data["trials_from"])
+    count = TrialCount({}, sweeps, given, int(given) if given.isdigit() else None)
+    return SweepStats(
+        str(data["stats_id"]), sweep_id, int(data["trial"]), dict(data["params"]), count,
+        values, pbo, np.empty(0), why_no_pbo=str(data.get("why_no_pbo", "")),
+    )  # fmt: skip

@@ -11,6 +11,14 @@ the same grid, base config and data counts once (its trials are the same trials)
 ``trials_from="sweep"`` only the judged sweep's trials count; an integer is taken as given.
 The variance V of the trials' per-period Sharpe ratios comes from the same counted trials
 (those that finished: a failed trial has no Sharpe).
+
+**A walk-forward or a CPCV** (:func:`count_study_trials`) tried its grid's parameter sets:
+N is every sweep of the same family (as above) plus every finished study of the family
+(``research_started`` + ``research_finished``; the current one first), each (grid, base
+config) once: a study whose grid (whatever its key order) and results config digest are those
+of a counted sweep or study adds nothing (its sets are those trials). A study recorded before
+``research_started`` had ``results_config_digest`` is keyed by its full config digest, so it
+never matches a sweep: it is counted (when in doubt N is larger, never smaller).
 """
 
 from __future__ import annotations
@@ -34,7 +42,9 @@ from qpipe.research.stats import (
 __all__ = [
     "SweepCount",
     "TrialCount",
+    "count_study_trials",
     "count_trials",
+    "grid_key",
     "parse_trials_from",
     "trial_statistics",
     "verdict",
@@ -43,15 +53,18 @@ __all__ = [
 
 @dataclass(frozen=True)
 class SweepCount:
-    """One counted sweep: its id, trials tried, trials ok, and its chunk files."""
+    """One counted sweep (or study, ``kind`` ``walk_forward``/``cpcv``): its id, trials tried,
+    trials ok, and its chunk files."""
 
     sweep_id: str
     n_trials: int
     n_ok: int
     chunk_paths: tuple[str, ...] = field(default=(), repr=False)
+    kind: str = "sweep"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"sweep_id": self.sweep_id, "n_trials": self.n_trials, "n_ok": self.n_ok}
+        data = {"sweep_id": self.sweep_id, "n_trials": self.n_trials, "n_ok": self.n_ok}
+        return data if self.kind == "sweep" else {**data, "kind": self.kind}
 
 
 @dataclass(frozen=True)
@@ -93,17 +106,59 @@ def _same_trials(started: Mapping[str, Any]) -> tuple[str, str]:
     return str(started["grid_digest"]), str(started["config_digest"])
 
 
+def _sweeps(records: Iterable[Mapping[str, Any]]) -> tuple[dict, dict, dict, set[str]]:
+    """sweep_started data, sweep_chunk data (by chunk), research_started data, finished ids."""
+    started: dict[str, Mapping[str, Any]] = {}
+    chunks: dict[str, dict[int, Mapping[str, Any]]] = {}
+    studies: dict[str, Mapping[str, Any]] = {}
+    finished: set[str] = set()
+    for r in records:
+        kind = r["kind"]
+        if kind == "sweep_started":
+            started.setdefault(r["run_id"], r["data"])
+        elif kind == "sweep_chunk":
+            chunks.setdefault(r["run_id"], {})[int(r["data"]["chunk"])] = r["data"]
+        elif kind == "research_started":
+            studies.setdefault(r["run_id"], r["data"])
+        elif kind == "research_finished":
+            finished.add(r["run_id"])
+    return started, chunks, studies, finished
+
+
+def _counted(
+    started: Mapping[str, Mapping[str, Any]],
+    chunks: Mapping[str, Mapping[int, Mapping[str, Any]]],
+    members: Iterable[str],
+    first: str | None,
+) -> list[SweepCount]:
+    """The members with chunks, each (grid, base config) once; ``first`` leads and always
+    counts."""
+    seen: set[tuple[str, str]] = set()
+    order = [first] if first is not None else []
+    order += [s for s in members if s != first]
+    out = []
+    for s in order:
+        key = _same_trials(started[s])
+        if s != first and (key in seen or s not in chunks):
+            continue
+        seen.add(key)
+        done = chunks.get(s, {})
+        out.append(
+            SweepCount(
+                s,
+                sum(int(c["n_trials"]) for c in done.values()),
+                sum(int(c["n_ok"]) for c in done.values()),
+                tuple(str(c["path"]) for _, c in sorted(done.items())),
+            )
+        )
+    return out
+
+
 def count_trials(
     records: Iterable[Mapping[str, Any]], sweep_id: str, trials_from: str | int = "ledger"
 ) -> TrialCount:
     """Which sweeps' trials count for judging ``sweep_id`` (see the module docstring)."""
-    started: dict[str, Mapping[str, Any]] = {}
-    chunks: dict[str, dict[int, Mapping[str, Any]]] = {}
-    for r in records:
-        if r["kind"] == "sweep_started":
-            started.setdefault(r["run_id"], r["data"])
-        elif r["kind"] == "sweep_chunk":
-            chunks.setdefault(r["run_id"], {})[int(r["data"]["chunk"])] = r["data"]
+    started, chunks, _, _ = _sweeps(records)
     if sweep_id not in started:
         msg = f"sweep `{sweep_id}` is not in the ledger (no `sweep_started` record)"
         raise ResearchError(msg)
@@ -113,24 +168,50 @@ def count_trials(
         members = [s for s, d in started.items() if _family(d) == family]
     else:
         members = [sweep_id]
-    seen: set[tuple[str, str]] = {_same_trials(target)}
-    counted = [sweep_id]
-    for s in members:
-        if s != sweep_id and _same_trials(started[s]) not in seen and s in chunks:
-            seen.add(_same_trials(started[s]))
-            counted.append(s)
-    sweeps = tuple(
-        SweepCount(
-            s,
-            sum(int(c["n_trials"]) for c in chunks.get(s, {}).values()),
-            sum(int(c["n_ok"]) for c in chunks.get(s, {}).values()),
-            tuple(str(c["path"]) for _, c in sorted(chunks.get(s, {}).items())),
-        )
-        for s in counted
-    )
+    sweeps = tuple(_counted(started, chunks, members, sweep_id))
     if isinstance(trials_from, int):
         return TrialCount(target, sweeps, str(trials_from), trials_from)
     return TrialCount(target, sweeps, trials_from)
+
+
+def grid_key(grid: Mapping[str, Any] | Iterable[Any]) -> str:
+    """A grid's digest whatever its key order: ``{"section.key": values}`` (a study's) or
+    ``[[key, values], ...]`` (a sweep's); the ledger keeps a mapping's keys sorted."""
+    from qpipe._canonical import canonical_digest
+
+    pairs = list(grid.items()) if isinstance(grid, Mapping) else [tuple(kv) for kv in grid]
+    return canonical_digest({str(k): list(v) for k, v in pairs})
+
+
+def count_study_trials(
+    records: Iterable[Mapping[str, Any]], study_id: str, *, n_ok: int | None = None
+) -> TrialCount:
+    """The honest N for the study ``study_id`` (its ``research_started`` must be in
+    ``records``): the family's sweeps and studies (see the module docstring); ``n_ok``: the
+    study's sets that finished (default: all)."""
+    started, chunks, studies, finished = _sweeps(records)
+    if study_id not in studies:
+        msg = f"study `{study_id}` is not in the ledger (no `research_started` record)"
+        raise ResearchError(msg)
+    target = studies[study_id]
+    family = (str(target["data_digest"]), frozenset(str(k) for k in target["grid"]))
+    members = [s for s, d in started.items() if _family(d) == family]
+    sweeps = _counted(started, chunks, members, None)
+    seen = {(grid_key(started[s.sweep_id]["grid"]), _same_trials(started[s.sweep_id])[1])
+            for s in sweeps}  # fmt: skip
+    order = [study_id] + [s for s in studies if s != study_id]
+    for s in order:
+        d = studies[s]
+        same = (str(d["data_digest"]), frozenset(str(k) for k in d["grid"])) == family
+        config = str(d.get("results_config_digest") or d["config_digest"])
+        key = (grid_key(d["grid"]), config)
+        if not same or key in seen or (s != study_id and s not in finished):
+            continue
+        seen.add(key)
+        n = math.prod(len(v) for v in d["grid"].values())
+        ok = n_ok if s == study_id and n_ok is not None else n
+        sweeps.append(SweepCount(s, n, ok, kind=str(d.get("method", "study"))))
+    return TrialCount(dict(target), tuple(sweeps), "ledger")
 
 
 def trial_statistics(

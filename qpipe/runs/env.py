@@ -22,9 +22,11 @@ from qpipe.runs.paths import RunPaths
 from qpipe.stages.base import Step
 from qpipe.store import ArrowStore
 
-__all__ = ["EventSink", "RunEnv", "failure_records"]
+__all__ = ["EventSink", "ReportResearch", "RunEnv", "failure_records"]
 
 EventSink = Callable[[str, dict[str, Any]], None]
+# the run's equity frame -> research sections for report.html (a walk-forward's stitched run)
+ReportResearch = Callable[[pl.DataFrame], Any]
 
 
 def failure_records(
@@ -56,6 +58,7 @@ class RunEnv:
     emit: EventSink
     cache: StepCache | None = None
     report: bool = True
+    report_research: ReportResearch | None = None
     stages: list[StageRecord] = field(default_factory=list)
 
     @property

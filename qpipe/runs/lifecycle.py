@@ -20,7 +20,7 @@ from qpipe.engines.base import Engine, StepCache
 from qpipe.errors import ConfigError
 from qpipe.ledger import Ledger, RunRecorder
 from qpipe.ledger import payloads as p
-from qpipe.runs.env import EventSink, RunEnv
+from qpipe.runs.env import EventSink, ReportResearch, RunEnv
 from qpipe.runs.graph import PhaseGraph
 from qpipe.runs.ingest import ingest
 from qpipe.runs.outputs import outputs
@@ -106,6 +106,7 @@ def opened_run(
     emit: EventSink,
     cache: StepCache | None,
     report: bool,
+    report_research: ReportResearch | None = None,
 ) -> Iterator[RunEnv]:
     """A started run's environment; a failure inside ends the run as failed and re-raises."""
     own_engine = engine is None
@@ -123,7 +124,9 @@ def opened_run(
         store = ArrowStore(paths.store)
         eng = make_engine(cfg) if own_engine else engine
         assert eng is not None
-        yield RunEnv(run_id, cfg, paths, run_dir, store, eng, recorder, emit, cache, report)
+        yield RunEnv(
+            run_id, cfg, paths, run_dir, store, eng, recorder, emit, cache, report, report_research
+        )
     except BaseException as exc:
         if started is not None:  # else no run began (e.g. an unwritable ledger)
             _end_failed(started[1], started[0], exc)
@@ -158,6 +161,7 @@ def run(
     report: bool | None = None,
     on_event: EventSink | None = None,
     cache: StepCache | None = None,
+    report_research: ReportResearch | None = None,
 ) -> RunResult:
     """Run one backtest end to end and return its :class:`RunResult`.
 
@@ -172,6 +176,10 @@ def run(
     cache
         A :class:`StepCache` shared by several runs: steps already computed on the same inputs
         with the same params are reused by reference instead of recomputed.
+    report_research
+        Called with the run's equity frame when ``report.html`` is written; returns the
+        research sections to show in it (:class:`qpipe.views.research.ResearchPage`) or None.
+        A walk-forward passes its verdict, PBO, MinTRL and folds this way; a plain run none.
 
     Examples
     --------
@@ -187,7 +195,14 @@ def run(
     wants_report = cfg.run.report if report is None else report
     start = time.perf_counter()
     with opened_run(
-        cfg, paths, instance, argv=argv, emit=emit, cache=cache, report=wants_report
+        cfg,
+        paths,
+        instance,
+        argv=argv,
+        emit=emit,
+        cache=cache,
+        report=wants_report,
+        report_research=report_research,
     ) as env:
         done = RUN_GRAPH.execute(env)
         seconds = time.perf_counter() - start

@@ -66,6 +66,7 @@ def _report_html(env: RunEnv, backtest: Backtest) -> str:
         )
     )
     audit, validation, provenance = from_records(env.run_id, env.recorder.written, env.ledger.path)
+    research = env.report_research(equity) if env.report_research is not None else None
     return render_run_page(
         ReportInputs(
             equity=equity,
@@ -81,6 +82,7 @@ def _report_html(env: RunEnv, backtest: Backtest) -> str:
             config_toml=env.cfg.to_toml(),
             run_id=env.run_id,
             created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ"),
+            research=research,
         )
     )
 

@@ -13,8 +13,10 @@ Step by step (:func:`run_sweep`):
    (:class:`~qpipe.sweep.plan.ChunkPlanner` sizes them from measured speed). Each finished
    chunk is an Arrow file written atomically and one ``sweep_chunk`` record; the driver holds
    only counters, so memory does not grow with the number of trials.
-5. The chunk files become ``summary.arrow`` (sorted best first) and ``sweep.html``; then
-   ``sweep_finished``. On any failure, Ctrl-C and SIGTERM included, the trials that finished
+5. The chunk files become ``summary.arrow`` (sorted best first); then ``sweep_finished``; then
+   the trial-aware statistics of the best trial (:func:`qpipe.sweep.page.judge`: the DSR with
+   N from the ledger, MinTRL, the PBO; recorded as ``trial_stats``) and ``sweep.html`` with
+   them. On any failure, Ctrl-C and SIGTERM included, the trials that finished
    are written as ``summary.arrow`` all the same, ``sweep_failed`` is recorded, and the error
    propagates: the same command (or ``--resume SWEEP_ID``) runs only the missing trials.
 """
@@ -35,6 +37,7 @@ from qpipe.config import ThreadSafeConfig
 from qpipe.errors import ConfigError
 from qpipe.ledger import Ledger
 from qpipe.sweep.grid import MAX_TRIALS, Grid, grid_from_config
+from qpipe.sweep.page import judge
 from qpipe.sweep.record import SweepRecorder
 from qpipe.sweep.resume import (
     SweepFolder,
@@ -71,6 +74,7 @@ class SweepResult:
     results_digest: str
     seconds: float
     reused: int = 0  # trials taken from an interrupted earlier attempt
+    verdict: str = ""  # ``DSR 0.41 with N = 240 trials: not significant at 95%``, or why not
 
     @property
     def params(self) -> tuple[str, ...]:
@@ -188,7 +192,7 @@ def run_sweep(
     progress = Progress(grid.n_trials, len(done), emit)
     try:
         stream(eng, job, done, next_index, recorder, progress)
-        summary = finish(folder, grid, metric)
+        summary = finish(folder, grid, metric, page=False)
     except BaseException as exc:
         with uninterrupted():
             record_interrupted(folder, grid, metric, recorder, progress, exc)
@@ -199,10 +203,9 @@ def run_sweep(
     digest = results_digest(summary)
     with uninterrupted():
         _record_finished(folder, recorder, summary, digest, time.perf_counter() - t0)
-    seconds = time.perf_counter() - t0
-    return SweepResult(
-        folder.sweep_id, metric, grid, folder.path, summary, digest, seconds, reused=len(done)
-    )
+    line = judge(folder, paths.ledger, paths.store, evaluator, summary, grid.keys, metric)
+    return SweepResult(folder.sweep_id, metric, grid, folder.path, summary, digest,
+                       time.perf_counter() - t0, len(done), line)  # fmt: skip
 
 
 def _record_finished(

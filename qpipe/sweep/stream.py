@@ -108,13 +108,14 @@ def stream(
     engine.map_chunks(run_chunk, job, planner, on_result)
 
 
-def finish(folder: SweepFolder, grid: Grid, metric: str) -> pl.DataFrame:
-    """``summary.arrow`` and ``sweep.html`` from the chunk files."""
+def finish(folder: SweepFolder, grid: Grid, metric: str, *, page: bool = True) -> pl.DataFrame:
+    """``summary.arrow`` and (unless not ``page``) ``sweep.html`` from the chunk files."""
     summary = assemble(
         read_chunks(folder.chunk_files()), grid.axes, sweep_id=folder.sweep_id, metric=metric
     )
     write_summary(summary, folder.path / "summary.arrow")
-    write_page(folder, summary, grid.keys, metric)
+    if page:
+        write_page(folder, summary, grid.keys, metric)
     return summary
 
 

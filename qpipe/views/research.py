@@ -10,6 +10,11 @@ them) and returns one self-contained HTML page with the sections that apply:
 - **MinTRL**: PSR against SR0 as the track record grows, the 95 % line, and where the actual
   track record and MinTRL lie;
 - **tables**: the folds table (walk-forward), paths and per-set distributions (CPCV).
+
+:func:`research_sections` returns the same sections as ``(id, title, html, note)`` with their
+charts added to a :class:`~qpipe.views.charts.ChartSet` the caller owns, so the run page
+(``report.html`` of a walk-forward's stitched run) and the sweep page (``sweep.html``) embed
+them in their own page, with one chart script.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ from qpipe.views.charts import BENCH, GREY, NEG, STRATEGY, Chart, ChartSet, Seri
 from qpipe.views.format import esc
 from qpipe.views.html import data_table, kv_table, page, section, toc
 
-__all__ = ["ResearchPage", "render_research"]
+__all__ = ["ResearchPage", "Section", "facts_html", "render_research", "research_sections"]
+
+Section = tuple[str, str, str, str]  # id, title, html, note (trusted html)
 
 
 @dataclass(frozen=True)
@@ -34,7 +41,10 @@ class ResearchPage:
     """What the page shows; every part is optional.
 
     ``is_oos``: (in-sample, out-of-sample, chosen mask) Sharpe arrays. ``psr_curve``: (T values,
-    PSR values). ``tables``: (section id, title, frame) shown as they are.
+    PSR values); the track record T and MinTRL (``stats["n_obs"]``, ``stats["min_trl"]``) are
+    marked on it. ``tables``: (section id, title, frame) shown as they are. ``absent``:
+    (section id, title, why) for a section that could not be computed: the page says why.
+    ``notes``: (section id, text) added under a section (plain text, escaped).
     """
 
     title: str
@@ -48,6 +58,8 @@ class ResearchPage:
     slope: float | None = None
     psr_curve: tuple[np.ndarray, np.ndarray] | None = None
     tables: Sequence[tuple[str, str, pl.DataFrame]] = field(default_factory=tuple)
+    absent: Sequence[tuple[str, str, str]] = ()
+    notes: Sequence[tuple[str, str]] = ()
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -83,9 +95,13 @@ def _scatter(charts: ChartSet, data: tuple[np.ndarray, np.ndarray, np.ndarray]) 
     order = np.argsort(ins, kind="stable")
     ins, oos, chosen = ins[order], oos[order], chosen[order].astype(bool)
     x = charts.add_x("is-sharpe", ins)
-    series = (
-        Series("all sets", np.where(chosen, np.nan, oos), GREY, kind="points"),
-        Series("chosen", np.where(chosen, oos, np.nan), STRATEGY, kind="points"),
+    series = tuple(
+        s
+        for s in (
+            Series("all sets", np.where(chosen, np.nan, oos), GREY, kind="points"),
+            Series("chosen", np.where(chosen, oos, np.nan), STRATEGY, kind="points"),
+        )
+        if np.isfinite(s.values).any() or not ins.size
     )
     chart = Chart("chart-is-oos", "Out-of-sample vs in-sample Sharpe", x, series, "num", "num",
                   xlabel="in-sample Sharpe", empty="" if ins.size else "no trials")  # fmt: skip
@@ -109,12 +125,25 @@ def _lambda_histogram(charts: ChartSet, lambdas: np.ndarray) -> str:
     return charts.div(chart)
 
 
-def _psr_curve(charts: ChartSet, curve: tuple[np.ndarray, np.ndarray]) -> str:
+def _marker(t: np.ndarray, psr: np.ndarray, at: Any) -> np.ndarray:
+    """NaN everywhere but the curve's point nearest to ``at`` (none when ``at`` is off it)."""
+    out = np.full(t.size, np.nan)
+    if at is not None and t.size and math.isfinite(float(at)) and t[0] <= float(at) <= t[-1]:
+        i = int(np.argmin(np.abs(t - float(at))))
+        out[i] = psr[i]
+    return out
+
+
+def _psr_curve(
+    charts: ChartSet, curve: tuple[np.ndarray, np.ndarray], stats: Mapping[str, Any]
+) -> str:
     t, psr = (np.asarray(a, dtype=float) for a in curve)
     x = charts.add_x("track-record", t)
     series = (
         Series("PSR(SR0)", psr, STRATEGY),
         Series("95 %", np.full(t.size, 0.95), BENCH, dash=True),
+        Series("track record T", _marker(t, psr, stats.get("n_obs")), NEG, kind="points"),
+        Series("MinTRL", _marker(t, psr, stats.get("min_trl")), GREY, kind="points"),
     )
     chart = Chart("chart-min-trl", "PSR against SR0 as the track record grows", x, series,
                   "ratio", "num", xlabel="observations (T)", height=220)  # fmt: skip
@@ -136,10 +165,20 @@ def _frame_table(frame: pl.DataFrame, limit: int = 200) -> str:
     return data_table(frame.columns, rows, numeric) + more
 
 
-def render_research(data: ResearchPage) -> str:
-    """The research page as one self-contained HTML document."""
-    charts = ChartSet()
-    parts: list[tuple[str, str, str, str]] = []
+def _trl_note(stats: Mapping[str, Any]) -> str:
+    t, trl = stats.get("n_obs"), stats.get("min_trl")
+    if t is None or trl is None:
+        return "MinTRL is where the curve crosses 95 %."
+    return esc(
+        f"MinTRL (against SR0, 95 %) = {_num(trl, 6)} observations; the track record has "
+        f"T = {_num(t)}: " + ("long enough." if float(trl) <= float(t) else "too short.")
+    )
+
+
+def research_sections(data: ResearchPage, charts: ChartSet) -> list[Section]:
+    """The research sections, charts added to ``charts`` (ids: verdict, is-oos, pbo, min-trl,
+    then the tables' and the absent sections' ids, in the order given)."""
+    parts: list[Section] = []
     if data.stats is not None:
         parts.append(("verdict", "Deflated Sharpe ratio", _stats_section(data), ""))
     if data.is_oos is not None:
@@ -149,23 +188,33 @@ def render_research(data: ResearchPage) -> str:
         note = (
             f"PBO = {_num(data.pbo)}: the share of the {data.lambdas.size:,} halvings with λ ≤ 0."
         )
-        parts.append(
-            (
-                "pbo",
-                "Probability of backtest overfitting",
-                _lambda_histogram(charts, data.lambdas),
-                note,
-            )
-        )
+        histogram = _lambda_histogram(charts, data.lambdas)
+        parts.append(("pbo", "Probability of backtest overfitting", histogram, note))
     if data.psr_curve is not None:
-        note = "MinTRL is where the curve crosses 95 %; T is the track record the trial has."
-        parts.append(
-            ("min-trl", "Minimum track record length", _psr_curve(charts, data.psr_curve), note)
-        )
+        curve = _psr_curve(charts, data.psr_curve, data.stats or {})
+        note = _trl_note(data.stats or {})
+        parts.append(("min-trl", "Minimum track record length", curve, note))
     for sid, title, frame in data.tables:
         parts.append((sid, title, _frame_table(frame), ""))
-    facts = kv_table(list(data.facts)) if data.facts else ""
-    header = f'<h1>{esc(data.title)}</h1><p class="muted">{esc(data.subtitle)}</p>{facts}'
+    for sid, title, why in data.absent:
+        parts.append((sid, title, f'<p class="muted">{esc(why)}</p>', ""))
+    notes = dict(data.notes)
+    return [
+        (s, t, c, "; ".join(x for x in (n, esc(notes.get(s, ""))) if x)) for s, t, c, n in parts
+    ]
+
+
+def facts_html(data: ResearchPage) -> str:
+    """The subtitle and the facts table (the header of the stand-alone page)."""
+    facts = kv_table([(k, esc(v)) for k, v in data.facts]) if data.facts else ""
+    return f'<p class="muted">{esc(data.subtitle)}</p>{facts}'
+
+
+def render_research(data: ResearchPage) -> str:
+    """The research page as one self-contained HTML document."""
+    charts = ChartSet()
+    parts = research_sections(data, charts)
+    header = f"<h1>{esc(data.title)}</h1>{facts_html(data)}"
     body = toc((s, t) for s, t, _, _ in parts) + "".join(
         section(s, t, c, n) for s, t, c, n in parts
     )

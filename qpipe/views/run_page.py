@@ -21,6 +21,7 @@ from qpipe.views.charts import ChartSet
 from qpipe.views.format import EM_DASH, esc, format_metric
 from qpipe.views.html import page, section, toc
 from qpipe.views.provenance import audit_html, provenance_html
+from qpipe.views.research import ResearchPage, facts_html, research_sections
 from qpipe.views.run_tables import (
     costs_table,
     distribution_table,
@@ -47,6 +48,9 @@ class ReportInputs:
     (:func:`qpipe.views.provenance.from_records`). ``backtest``: the ``[backtest]`` config
     section (cost, slippage and borrow rates, initial capital). ``span``: ``"invested"`` (the
     default) measures from the first invested day, ``"full"`` from the first price date.
+    ``research``: the out-of-sample research sections (a walk-forward's stitched run: the
+    verdict, IS vs OOS, PBO, MinTRL, folds), shown after the headline; None for a plain run,
+    whose page is then exactly what it was without them.
     """
 
     equity: pl.DataFrame
@@ -64,6 +68,7 @@ class ReportInputs:
     title: str = "qpipe backtest"
     created: str = ""
     span: Literal["invested", "full"] = "invested"
+    research: ResearchPage | None = None
 
 
 def _sorted_frame(frame: pl.DataFrame, name: str, required: Sequence[str]) -> pl.DataFrame:
@@ -133,8 +138,10 @@ def render_run_page(inputs: ReportInputs) -> str:
     returns = span.equity.get_column("return")
     dist = an.distribution(dates, returns)
     years_html = run_charts.yearly(charts, span)
+    research = _research(charts, inputs.research)
     sections = [
         ("headline", "Headline", _tiles(span)),
+        *((sid, title, content) for sid, title, content, _ in research),
         ("equity", "Equity", drawn["equity"]),
         ("equity-log", "Equity (log scale)", drawn["equity-log"]),
         ("drawdown", "Drawdown", drawn["drawdown"]),
@@ -156,11 +163,18 @@ def render_run_page(inputs: ReportInputs) -> str:
         ("provenance", "Provenance", provenance_html(inputs.provenance)),
         ("configuration", "Configuration", f"<pre>{esc(inputs.config_toml)}</pre>"),
     ]  # fmt: skip
+    notes = {**run_charts.NOTES, **{sid: note for sid, _, _, note in research}}
     body = toc((sid, title) for sid, title, _ in sections) + "".join(
-        section(sid, title, content, run_charts.NOTES.get(sid, ""))
-        for sid, title, content in sections
+        section(sid, title, content, notes.get(sid, "")) for sid, title, content in sections
     )
     return page(f"{inputs.title} · {inputs.run_id}", _header(inputs, span), body, charts.script())
+
+
+def _research(charts: ChartSet, data: ResearchPage | None) -> list[tuple[str, str, str, str]]:
+    """The research sections, led by one with the study's facts; none for a plain run."""
+    if data is None:
+        return []
+    return [("research", data.title, facts_html(data), ""), *research_sections(data, charts)]
 
 
 def _replace_weights(inputs: ReportInputs, weights: pl.DataFrame) -> ReportInputs:

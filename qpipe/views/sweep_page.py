@@ -20,6 +20,7 @@ from qpipe.views import analytics as an
 from qpipe.views.charts import STRATEGY, Chart, ChartSet, Series, YKind
 from qpipe.views.format import EM_DASH, LOWER_IS_BETTER, PERCENT, esc, format_metric, label
 from qpipe.views.html import page, section, signed_cell, toc
+from qpipe.views.research import ResearchPage, research_sections
 
 __all__ = ["render_sweep", "variance_explained"]
 
@@ -189,6 +190,7 @@ def render_sweep(
     title: str,
     sweep_id: str | None = None,
     top: int = 100,
+    research: ResearchPage | None = None,
 ) -> str:
     """Render the self-contained HTML page of a parameter sweep.
 
@@ -196,7 +198,9 @@ def render_sweep(
     ``trial``, ``run_id`` and ``status``. The trials are ranked best first by ``metric``
     (descending; ascending for ``ann_vol``, ``tracking_error``, ``total_cost``,
     ``turnover_ann``), nulls last, ties by parameters. Raises :class:`ConfigError` if ``metric``
-    or a parameter is not a column.
+    or a parameter is not a column. ``research``: the trial-aware statistics of the sweep's best
+    trial (verdict, DSR with N and SR0, PBO, MinTRL, the sweeps counted in N), shown before
+    the trials table.
     """
     missing = [c for c in [metric, *params] if c not in summary.columns]
     if missing:
@@ -223,8 +227,11 @@ def render_sweep(
         sections.append(("heatmaps", f"{label(metric)} heatmaps", maps))
     order = "ascending (lower is better)" if lower else "descending (higher is better)"
     shown = f"top {min(top, frame.height):,} of {frame.height:,}"
+    extra = research_sections(research, charts) if research is not None else []
+    sections.extend((s, t, c) for s, t, c, _ in extra)
     sections.append(("trials", "Trials", _table(frame, metric, params, sweep_id, top)))
     notes = {
+        **{s: n for s, _, _, n in extra},
         "heatmaps": "Rows: first parameter, columns: second; darker is better, the best cell is "
         "outlined; when other parameters vary too, a cell shows the best value for its pair.",
         "trials": f"{shown}, sorted by <code>{esc(metric)}</code>, {order}; click a header to "

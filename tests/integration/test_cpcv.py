@@ -90,3 +90,26 @@ def test_cpcv_groups_shorter_than_a_rebalance_period_are_refused(tmp_path):
     cfg = small_config(tmp_path)
     with pytest.raises(ResearchError, match=r"a group of `groups` = 40 \(\d+ trading days\) is"):
         run_cpcv(cfg, GRID, groups=40, test_groups=2, purge=0, out=tmp_path / "runs")
+
+
+def test_the_verdict_judges_the_best_set_with_n_counted_from_the_ledger(cpcv, tmp_path):
+    """The DSR of the set with the best full-history Sharpe, N = the grid's 4 sets; a second
+    CPCV of the same grid on the same data and config adds no trial (the same sets), one of
+    another grid adds its sets."""
+    cfg, done, tmp = cpcv
+    stats = done.stats
+    best = int(np.argmax(done.result.sets.sort("set")["full_sharpe"].to_numpy()))
+    assert stats["judged_set"] == best and stats["n_trials"] == 4
+    assert stats["values"]["pbo"]["pbo"] == done.pbo.pbo
+    page = (done.out_dir / "research.html").read_text(encoding="utf-8")
+    assert done.verdict.startswith("DSR ") and done.verdict in page
+    assert '<section id="min-trl">' in page and '<section id="sweeps">' in page
+    again = run_cpcv(cfg, GRID, groups=4, test_groups=2, out=tmp / "runs")
+    assert again.stats["n_trials"] == 4
+    assert [s["sweep_id"] for s in again.stats["sweeps_counted"]] == [again.research_id]
+    other = run_cpcv(cfg, {"strategy.lookback": [30, 50, 60]}, groups=4, test_groups=2,
+                     out=tmp / "runs")  # fmt: skip
+    assert other.stats["n_trials"] == 3  # another family (other grid keys): counted alone
+    wider = run_cpcv(cfg, {**GRID, "strategy.lookback": [20, 40, 60]}, groups=4, test_groups=2,
+                     out=tmp / "runs")  # fmt: skip
+    assert wider.stats["n_trials"] == 6 + 4  # its 6 sets and the first study's 4

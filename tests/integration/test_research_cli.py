@@ -37,6 +37,24 @@ def test_walk_forward_flag_prints_the_folds_and_writes_the_run(tmp_path, capsys)
     folds = pl.read_ipc(run_dir / "folds.arrow")
     assert folds.height == len(finished[0]["data"]["splits"]["folds"]) >= 5
     assert (run_dir / "research.html").exists() and (run_dir / "equity.arrow").exists()
+    (verdict,) = [x for x in out.splitlines() if x.startswith("DSR ")]
+    assert " with N = 4 trials: " in verdict  # the grid's 4 sets, no sweep in this ledger
+    assert finished[0]["data"]["result"]["stats"]["verdict"] == verdict
+    report = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert verdict in report and '<section id="folds">' in report
+
+
+def test_cpcv_prints_the_verdict_and_counts_the_sweep_before_it(tmp_path, capsys):
+    """A sweep of another grid of the same family, then a CPCV: N counts both."""
+    sweep = ["--sweep", "strategy.lookback=20,30,50"]
+    assert runner_main([*DATA, *sweep, "--out", str(tmp_path)]) == 0
+    sweep_out = capsys.readouterr().out
+    assert any(x.startswith("DSR ") and "N = 3 trials" in x for x in sweep_out.splitlines())
+    code = runner_main([*DATA, "--sweep", "strategy.lookback=20,40", "--cpcv", "groups=4,test=2",
+                        "--out", str(tmp_path)])  # fmt: skip
+    assert code == 0
+    (verdict,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("DSR ")]
+    assert " with N = 5 trials: " in verdict
 
 
 def test_cpcv_from_the_research_section(tmp_path, capsys):

@@ -240,7 +240,10 @@ def test_cli_sweep_then_promote_a_trial_to_a_full_run_with_equal_metrics(tmp_pat
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "top 20 by sharpe" in captured.out and "4 trials" in captured.out
+    (verdict,) = [x for x in captured.out.splitlines() if x.startswith("DSR ")]
+    assert " with N = 4 trials: " in verdict
     (folder,) = (out / "sweeps").iterdir()
+    _check_sweep_statistics(out, folder, verdict)
     summary = open_ipc(folder / "summary.arrow")
     assert summary.height == 4 and (summary["status"] == "ok").all()
     assert not [p for p in out.iterdir() if p.name[:1].isdigit()]  # no run folders for trials
@@ -261,6 +264,30 @@ def test_cli_sweep_then_promote_a_trial_to_a_full_run_with_equal_metrics(tmp_pat
     assert f"lookback = {row['strategy.lookback']}" in config
     manifest = json.loads((folder / "sweep.json").read_text())
     assert manifest["promoted"] == {str(trial): run_dir.name}
+    page = (folder / "sweep.html").read_text(encoding="utf-8")  # drawn again by the promote
+    assert verdict in page and f"../../{run_dir.name}/report.html" in page
+    assert '<section id="pbo">' in page and '<section id="min-trl">' in page
+    code = main(["stats", folder.name, "--out", str(out)])  # the same judgement, by hand
+    assert code == 0 and capsys.readouterr().out.strip() == verdict
+
+
+def _check_sweep_statistics(out: Path, folder: Path, verdict: str) -> None:
+    """The finished sweep's statistics: one ``trial_stats`` record listing the sweep it
+    counted, kept in the manifest, and on ``sweep.html`` (DSR, IS vs OOS, PBO, MinTRL, the
+    sweeps counted in N)."""
+    stats = [r for r in iter_records(out / "audit.jsonl") if r["kind"] == "trial_stats"]
+    assert len(stats) == 1 and stats[0]["data"]["sweep_id"] == folder.name
+    data = stats[0]["data"]
+    assert data["sweeps_counted"] == [{"sweep_id": folder.name, "n_trials": 4, "n_ok": 4}]
+    assert data["n_trials"] == 4 and data["trials_from"] == "ledger"
+    assert f"DSR {data['values']['dsr']:.2f} with N = 4 trials" in verdict
+    kept = json.loads((folder / "sweep.json").read_text())["stats"]
+    assert kept["stats_id"] == stats[0]["run_id"] and kept["values"]["dsr"] == data["values"]["dsr"]
+    page = (folder / "sweep.html").read_text(encoding="utf-8")
+    for sid in ("verdict", "is-oos", "pbo", "min-trl", "sweeps", "trials"):
+        assert f'<section id="{sid}">' in page, sid
+    assert verdict in page and "A sweep has no folds" in page
+    assert page.index('<section id="verdict">') < page.index('<section id="trials">')
 
 
 def test_peak_memory_does_not_grow_with_the_number_of_trials(tmp_path):

@@ -163,6 +163,60 @@ def test_run_folder_and_ledger(wf):
     assert verify(tmp / "runs" / "audit.jsonl").ok
 
 
+def test_the_stitched_runs_report_shows_the_research_sections(wf):
+    """report.html of the stitched run: the verdict, IS vs OOS, the PBO, MinTRL and the folds,
+    after the headline; the DSR judges the run's own out-of-sample returns with N = the grid's
+    4 sets (no sweep in this ledger), V from the sets' full-history Sharpe ratios."""
+    from qpipe.research.cpcv import trial_returns
+    from qpipe.research.judge import set_sharpes
+    from qpipe.stats import deflated_sharpe, sharpe_moments
+
+    cfg, done, prices, store, tmp = wf
+    html = (done.out_dir / "report.html").read_text(encoding="utf-8")
+    order = [
+        html.index(f'<section id="{sid}">')
+        for sid in (
+            "headline",
+            "research",
+            "verdict",
+            "is-oos",
+            "pbo",
+            "min-trl",
+            "folds",
+            "equity",
+        )
+    ]
+    assert order == sorted(order)  # fmt: skip
+    for chart in ("chart-is-oos", "chart-lambda", "chart-min-trl", "chart-equity"):
+        assert f'id="{chart}"' in html
+    stats = done.stats
+    assert stats is not None and stats["n_trials"] == 4 and stats["trials_from"] == "ledger"
+    assert stats["sweeps_counted"] == [
+        {"sweep_id": done.research_id, "n_trials": 4, "n_ok": 4, "kind": "walk_forward"}
+    ]
+    equity = pl.read_ipc(done.out_dir / "equity.arrow")
+    returns = equity["return"].drop_nulls().to_numpy()
+    sr, skew, kurt, t = sharpe_moments(returns)
+    from qpipe.backtest.batch import build_panel
+    from qpipe.backtest.panel import open_panel
+
+    ref = store.ref_for(done.run.refs["prices"].digest)
+    base = cfg.replace(sweep={})
+    full = trial_returns(prices, open_panel(build_panel(ref, store), store), base,
+                         list(done.result.sets))  # fmt: skip
+    v = float(np.var(set_sharpes(full), ddof=1))
+    values = stats["values"]
+    assert values["n_obs"] == t and values["sr"] == pytest.approx(sr, abs=1e-12)
+    assert values["sr_variance"] == pytest.approx(v, rel=1e-12)
+    assert values["dsr"] == pytest.approx(deflated_sharpe(sr, 4, v, t, skew, kurt), abs=1e-12)
+    assert done.verdict.startswith(f"DSR {values['dsr']:.2f} with N = 4 trials: ")
+    assert done.verdict in html
+    fin = next(r for r in records(tmp / "runs" / "audit.jsonl")
+               if r["kind"] == "research_finished" and r["run_id"] == done.research_id)  # fmt: skip
+    assert fin["data"]["result"]["stats"]["sweeps_counted"] == stats["sweeps_counted"]
+    assert fin["data"]["result"]["stats"]["verdict"] == done.verdict
+
+
 # --- a planted look-ahead is caught on every fold ------------------------------------------------
 
 
