@@ -172,6 +172,7 @@ def _ingest_file(
     today: dt.date | None,
     validate: bool,
     batch_rows: int,
+    digest: str | None = None,
 ) -> IngestResult:
     started = time.perf_counter()
     p = Path(path)
@@ -179,7 +180,7 @@ def _ingest_file(
     if batch_rows < 1:
         msg = f"`batch_rows` must be positive, got {batch_rows}"
         raise DataFormatError(msg)
-    digest = file_digest(p)
+    digest = digest or file_digest(p)
     with ReadGuard(p, kind, spec.what):
         estimate = batched.estimated_rows(p, kind)
     if spec is PRICES and estimate > batch_rows:
@@ -218,6 +219,7 @@ def ingest_prices(
     today: dt.date | None = None,
     validate: bool = True,
     batch_rows: int = DEFAULT_BATCH_ROWS,
+    source_digest: str | None = None,
 ) -> IngestResult:
     """Ingest a CSV, Parquet or Arrow IPC price file into ``store`` (Tier 1).
 
@@ -237,6 +239,9 @@ def ingest_prices(
     batch_rows
         Files estimated above this many rows are converted and validated in batches of this
         size, with bounded memory.
+    source_digest
+        The file's :func:`file_digest`, when the caller has just computed it (a run looks it up
+        in the ledger first): the file is then not hashed a second time.
 
     Returns
     -------
@@ -265,6 +270,7 @@ def ingest_prices(
         today=today,
         validate=validate,
         batch_rows=batch_rows,
+        digest=source_digest,
     )
 
 

@@ -102,8 +102,13 @@ def _read_prices(env: RunEnv, source: str, validated: set[str]) -> IngestResult:
         return stored_prices(env.cfg, env.store)
     mode = env.cfg.validation.mode
     skip = env.cfg.validation.skip_validated and mode != "none"
-    validate = mode != "none" and not (skip and file_digest(source) in validated)
-    return ingest_prices(source, env.store, quarantine_dir=env.run_dir, validate=validate)
+    # Hashed here only when the ledger has validated digests to compare with, and then only
+    # once: the ingestion takes the digest instead of hashing the file again.
+    digest = file_digest(source) if skip and validated else None
+    validate = mode != "none" and digest not in validated
+    return ingest_prices(
+        source, env.store, quarantine_dir=env.run_dir, validate=validate, source_digest=digest
+    )
 
 
 def _prices(
