@@ -22,8 +22,7 @@ per check; the failing rows are found afterwards, only when something failed. A 
 column whose result depends only on the value (``symbol`` not empty) is evaluated once per run
 of equal values (:attr:`RowCheck.per_value`): a row equal to the row before it has the same
 outcome, so checking the first row of every run checks every distinct value, in any row order;
-sorted by symbol that is one row per symbol. Together this cut Tier 1 from ~50 ms to ~20 ms at
-1e6 rows and from ~0.3-0.6 s to ~0.1 s at 1e7 (docs/benchmarks.md).
+sorted by symbol that is one row per symbol (measured in docs/benchmarks.md, "validation").
 """
 
 from __future__ import annotations
