@@ -169,9 +169,26 @@ def trial_equity(
 ) -> tuple[int, np.ndarray]:
     """One trial's end-of-day equity over its window: ``(first panel row, equity)``.
 
-    The accounting of a metrics row (``run_kernel``); research reads the daily curve (CPCV).
+    The accounting of a metrics row (``run_many`` for the fast convention, as a sweep runs
+    it, else ``run_kernel``); research reads the daily curve (CPCV, PBO, the DSR of a trial).
     """
-    a, _b, _sel, out = _run(panel, reb_rows, wmat, TrialSim(-1, cfg))
+    sim = TrialSim(-1, cfg)
+    if _fast(sim):
+        a, b = sim.window(panel.days)
+        exec_row, sel = _exec_rows(reb_rows, a, b, False)
+        equity, *_, bad = run_many(
+            panel.close[a:b],
+            panel.last_close[a:b],
+            np.ascontiguousarray(wmat[sel]),
+            exec_row,
+            _dead_from(panel, a, b),
+            np.array([sim.capital]),
+            np.array([sim.c]),
+            np.array([sim.slip]),
+        )
+        if not bad[0] and np.isfinite(equity[0]).all():
+            return a, equity[0]
+    a, _b, _sel, out = _run(panel, reb_rows, wmat, sim)  # raises the exact error if any
     return a, out[0]
 
 

@@ -9,6 +9,7 @@ evaluator, whose agreement with the single-run path is the batch tests' business
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import signal
@@ -371,3 +372,31 @@ def test_a_worker_killed_mid_sweep_costs_a_retry_not_a_trial(
     assert data_columns(on_ray.summary).equals(data_columns(reference.summary))
     assert trials_tried(tmp_path / "audit.jsonl", on_ray.sweep_id) == 80  # each counted once
     assert verify(tmp_path / "audit.jsonl").ok
+
+
+def test_a_sweep_whose_statistics_cannot_be_computed_says_why(tmp_path):
+    """One trial has no variance of trial Sharpe ratios: the sweep finishes, its page and its
+    verdict say why the DSR is not there, and no `trial_stats` is recorded. Two trials over a
+    PBO limit of 1: the DSR is there, the PBO section says why it is not."""
+    from qpipe.research.pages import sweep_research
+    from qpipe.research.sweep_stats import judge_sweep
+    from qpipe.views import render_sweep
+
+    cfg = ThreadSafeConfig.default().replace(
+        data={"symbols": 20, "start": "2020-01-01", "end": "2021-06-30"},
+        strategy={"lookback": 60, "skip": 5},
+        allocation={"top_n": 5},
+    )
+    out = tmp_path / "runs"
+    one = run_sweep(cfg, [("allocation.top_n", [5])], out=out, engine="local")
+    assert one.verdict.startswith("DSR not computed: the variance of trial sharpe ratios needs")
+    page = (one.folder / "sweep.html").read_text(encoding="utf-8")
+    assert html.escape(one.verdict, quote=False) in page and '<section id="trials">' in page
+    assert not [r for r in iter_records(out / "audit.jsonl") if r["kind"] == "trial_stats"]
+    two = run_sweep(cfg, [("allocation.top_n", [3, 5])], out=out, engine="local")
+    assert " with N = 3 trials: " in two.verdict  # the family: both sweeps (1 + 2 trials)
+    stats = judge_sweep(two.sweep_id, out / "audit.jsonl", out / "store", pbo_limit=1)
+    assert stats.pbo is None and "more than the 1 whose daily returns" in stats.why_no_pbo
+    page = render_sweep(two.summary, metric="sharpe", params=list(two.params), title="t",
+                        research=sweep_research(stats))  # fmt: skip
+    assert '<section id="verdict">' in page and "more than the 1 whose daily returns" in page

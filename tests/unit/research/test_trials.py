@@ -111,3 +111,43 @@ def test_verdict_line():
 def test_trial_statistics_needs_two_finished_trials():
     with pytest.raises(ResearchError, match=">= 2 finished trials"):
         trial_statistics(np.ones(10) * 0.01 + np.arange(10) * 1e-4, [0.1, np.nan], 5)
+
+
+def study(sid, method="walk_forward", data="d1", grid=None, cfg="c", full="f"):
+    grid = grid if grid is not None else {"allocation.top_n": [1, 2], "strategy.lookback": [1, 2]}
+    data_ = {"method": method, "data_digest": data, "grid": grid, "config_digest": full,
+             "results_config_digest": cfg}  # fmt: skip
+    return {"run_id": sid, "kind": "research_started", "data": data_}
+
+
+def finished(sid):
+    return {"run_id": sid, "kind": "research_finished", "data": {}}
+
+
+def test_a_study_counts_the_family_and_itself_once_per_grid_and_config():
+    from qpipe.research.trials import count_study_trials, grid_key
+
+    # sweep A's grid, whatever the key order, on config c: the study's sets are A's trials
+    assert grid_key([["strategy.lookback", [1, 2]], ["allocation.top_n", [1, 2]]]) == grid_key(
+        {"allocation.top_n": [1, 2], "strategy.lookback": [1, 2]}
+    )
+    ledger = [*LEDGER, study("W1"), finished("W1"), study("W2")]
+    count = count_study_trials(ledger, "W2", n_ok=3)
+    assert [s.sweep_id for s in count.sweeps] == ["A", "B", "F"]  # W1 and W2 are A's trials
+    assert count.n_trials == 105
+    other = {"allocation.top_n": [1, 2, 3], "strategy.lookback": [5]}
+    ledger = [*LEDGER, study("W1", grid=other), finished("W1"), study("X", grid=other, cfg="c2"),
+              study("W2", method="cpcv", grid=other)]  # fmt: skip
+    count = count_study_trials(ledger, "W2", n_ok=2)
+    # the current study first (3 sets, 2 finished); W1 is the same grid and config: once;
+    # X never finished: it tried nothing that counts
+    assert [(s.sweep_id, s.kind, s.n_trials, s.n_ok) for s in count.sweeps[3:]] == [
+        ("W2", "cpcv", 3, 2)
+    ]
+    assert count.n_trials == 105 + 3
+    assert count.sweeps[3].to_dict() == {"sweep_id": "W2", "n_trials": 3, "n_ok": 2,
+                                         "kind": "cpcv"}  # fmt: skip
+    lone = count_study_trials([study("S", data="d9")], "S")
+    assert [(s.sweep_id, s.n_trials) for s in lone.sweeps] == [("S", 4)]
+    with pytest.raises(ResearchError, match="study `Z` is not in the ledger"):
+        count_study_trials(ledger, "Z")

@@ -98,3 +98,26 @@ def test_sweep_page_draws_and_sorts(tmp_path: Path) -> None:
         .map(r => r.cells[th.cellIndex].textContent); })()"""
     order = load_page(path, sort).probe
     assert order == [str(i) for i in range(12)]
+
+
+def test_research_sections_draw_on_the_run_page_and_the_sweep_page(tmp_path: Path) -> None:
+    """The walk-forward's report.html and sweep.html with the research sections: every chart
+    (the run's and the research's, one script) draws, no console error, nothing requested."""
+    from dataclasses import replace
+
+    from tests.unit.views.test_research import research_data
+
+    run = tmp_path / "report.html"
+    page = render_run_page(replace(inputs(equity=make_equity(400, warmup=20)),
+                                   research=research_data()))  # fmt: skip
+    run.write_text(page, encoding="utf-8")
+    ids = {c["id"] for c in check_page(run)["charts"]}
+    assert {"chart-equity", "chart-is-oos", "chart-lambda", "chart-min-trl"} <= ids
+    rng = np.random.default_rng(4)
+    summary = pl.DataFrame({"trial": range(6), "a": [1, 2, 3] * 2, "b": [1] * 3 + [2] * 3,
+                            "sharpe": rng.normal(1, 0.3, 6)})  # fmt: skip
+    sweep = tmp_path / "sweep.html"
+    sweep.write_text(render_sweep(summary, metric="sharpe", params=["a", "b"], title="s",
+                                  research=research_data(12_870)), encoding="utf-8")  # fmt: skip
+    ids = {c["id"] for c in check_page(sweep)["charts"]}
+    assert ids == {"chart-ranking-distribution", "chart-is-oos", "chart-lambda", "chart-min-trl"}

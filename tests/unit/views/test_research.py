@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -73,3 +74,71 @@ def test_the_research_page_draws_every_chart_in_a_browser(tmp_path):
     assert load.errors == []
     assert load.requests == [path.resolve().as_uri()]
     assert load.probe == {"drawn": "3/3", "errors": ""}
+
+
+def research_data(n_halvings: int = 3432) -> ResearchPage:
+    rng = np.random.default_rng(3)
+    ins = rng.normal(size=30)
+    return ResearchPage(
+        title="Walk-forward",
+        subtitle="s <b>",
+        facts=[("splits", "5 folds, {'a': '<x>'}")],
+        verdict="DSR 0.41 with N = 240 trials: not significant at 95%",
+        stats={
+            "dsr": 0.41,
+            "n_trials": 240,
+            "sr": 0.05,
+            "sr0": 0.06,
+            "n_obs": 500,
+            "min_trl": 900.0,
+        },
+        is_oos=(ins, ins + rng.normal(size=30), ins > 1.0),
+        lambdas=rng.normal(size=n_halvings),
+        pbo=0.4,
+        slope=-0.2,
+        psr_curve=(np.arange(2.0, 2000.0), np.linspace(0.3, 0.99, 1998)),
+        tables=(("folds", "Folds", pl.DataFrame({"fold": [0, 1], "is_sharpe": [1.0, 0.5]})),),
+        notes=(("folds", "a note <i>"),),
+    )
+
+
+def test_the_run_page_embeds_the_research_sections_after_the_headline():
+    from qpipe.views import render_run_page
+    from tests.unit.views._pages import inputs, make_equity, parse
+
+    base = inputs(equity=make_equity(300, warmup=20))
+    plain = render_run_page(base)
+    for sid in ("research", "verdict", "is-oos", "pbo", "min-trl", "folds"):
+        assert f'<section id="{sid}">' not in plain
+    html = render_run_page(dataclasses.replace(base, research=research_data()))
+    parse(html)
+    ids = re.findall(r'<section id="([^"]+)">', html)
+    plain_ids = re.findall(r'<section id="([^"]+)">', plain)
+    research = ["research", "verdict", "is-oos", "pbo", "min-trl", "folds"]
+    assert ids == [plain_ids[0], *research, *plain_ids[1:]]  # after the headline, nothing lost
+    charts = [c["id"] for c in chart_data(html)["charts"]]
+    assert len(charts) == len(set(charts)) and {"chart-is-oos", "chart-equity"} <= set(charts)
+    assert "&lt;x&gt;" in html and "<x>" not in html  # facts are escaped
+    assert "a note &lt;i&gt;" in html and "track record has T = 500: too short." in html
+
+
+def test_the_sweep_page_embeds_the_research_sections_before_the_trials():
+    from qpipe.views import render_sweep
+
+    summary = pl.DataFrame({"trial": [0, 1, 2], "a": [1, 2, 3], "sharpe": [0.5, 1.0, 0.2]})
+    plain = render_sweep(summary, metric="sharpe", params=["a"], title="s")
+    absent = ResearchPage(title="t", absent=(("pbo", "PBO", "not computed: 5,000 > 2,000"),))
+    html = render_sweep(summary, metric="sharpe", params=["a"], title="s", research=absent)
+    ids = re.findall(r'<section id="([^"]+)">', html)
+    assert ids == [*re.findall(r'<section id="([^"]+)">', plain)[:-1], "pbo", "trials"]
+    assert "not computed: 5,000 &gt; 2,000" in html
+
+
+def test_the_min_trl_chart_marks_the_track_record_and_min_trl():
+    html = render_research(research_data())
+    (chart,) = [c for c in chart_data(html)["charts"] if c["id"] == "chart-min-trl"]
+    marks = {s["label"]: [i for i, v in enumerate(s["values"]) if v is not None]
+             for s in chart["series"]}  # fmt: skip
+    x = chart_data(html)["x"][chart["x"]]
+    assert [x[i] for i in marks["track record T"]] == [500.0]
+    assert [x[i] for i in marks["MinTRL"]] == [900.0]
