@@ -38,6 +38,7 @@ import polars as pl
 from qpipe.config import ThreadSafeConfig
 from qpipe.errors import AllocationAuditError
 from qpipe.stages.base import Pipeline
+from qpipe.validation._keys import PriceKeys
 from qpipe.validation.notes import allocation_notes, price_jumps, price_notes
 from qpipe.validation.pit import PIT_MARGIN, StageProof, check_point_in_time
 from qpipe.validation.pit import _History as _History  # importable here as before
@@ -49,6 +50,7 @@ __all__ = [
     "allocation_notes",
     "audit_allocation",
     "price_jumps",
+    "price_keys",
     "price_notes",
 ]
 
@@ -181,7 +183,7 @@ def _normalise(weights: pl.DataFrame, prices: pl.DataFrame) -> tuple[pl.DataFram
 
 
 def _structural(
-    w: pl.DataFrame, keys: pl.DataFrame, cfg: ThreadSafeConfig
+    w: pl.DataFrame, facts: PriceKeys, cfg: ThreadSafeConfig
 ) -> dict[str, list[Violation]]:
     alloc = cfg.allocation
     weight = pl.col("weight")
@@ -194,14 +196,13 @@ def _structural(
     dup = w.group_by(order).agg(pl.len().cast(pl.Float64).alias("n")).filter(pl.col("n") > 1)
     found["duplicate"] = _rows(dup.sort(order), "duplicate", "n")
 
-    price_dates = keys.select("date").unique()
+    price_dates = facts.dates.to_frame("date")
     off = w.join(price_dates, on="date", how="anti")
     found["price_date"] = _rows(off.sort(order), "price_date", "weight")
 
     # non-zero, finite weights on price dates: the ones that must have a price
     live = w.join(price_dates, on="date", how="semi").filter(weight.is_finite() & (weight != 0.0))
-    first = keys.group_by("symbol").agg(pl.col("date").min().alias("_first"))
-    live = live.join(first, on="symbol", how="left")
+    live = live.join(facts.firsts.select("symbol", "_first"), on="symbol", how="left")
     unknown = pl.col("_first").is_null()  # the symbol has no price on any date
     found["unknown_symbol"] = _rows(live.filter(unknown).sort(order), "unknown_symbol", "weight")
     early = unknown | (pl.col("date") < pl.col("_first"))
@@ -210,7 +211,7 @@ def _structural(
     )
     priced = live.filter(~early)
     # only the price keys on the weights' dates can match: a small hash table, same result
-    near = keys.join(priced.select("date").unique(), on="date", how="semi")
+    near = facts.keys.join(priced.select("date").unique(), on="date", how="semi")
     unpriced = priced.join(near, on=order, how="anti")
     found["unpriced"] = _rows(unpriced.sort(order), "unpriced", "weight")
 
@@ -230,6 +231,11 @@ def _structural(
     if alloc.long_only:
         found["long_only"] = _rows(fin.filter(weight < 0).sort(order), "long_only", "weight")
     return found
+
+
+def price_keys(weights: pl.DataFrame, prices: pl.DataFrame) -> PriceKeys:
+    """The price keys' facts the audit reads (raises like the audit on unusable columns)."""
+    return PriceKeys.of(_normalise(weights, prices)[1])
 
 
 def _pick_cuts(w: pl.DataFrame, n: int) -> list[dt.date]:
@@ -294,6 +300,7 @@ def audit_allocation(
     pit_window: int = 3,
     intermediates: Mapping[str, pl.DataFrame] | None = None,
     proven: frozenset[str] = frozenset(),
+    facts: PriceKeys | None = None,
 ) -> AuditReport:
     """Audit target weights against the prices and the config (Tier 2).
 
@@ -320,6 +327,8 @@ def audit_allocation(
     proven
         Step digests proven causal by an earlier audit (see
         :func:`qpipe.validation.certificate.proven_steps`); those steps are not re-run.
+    facts
+        :func:`price_keys` of these weights and prices, when the caller shares them.
 
     Returns
     -------
@@ -332,7 +341,7 @@ def audit_allocation(
     """
     start = time.perf_counter()
     w, keys = _normalise(weights, prices)
-    found = _structural(w, keys, cfg)
+    found = _structural(w, facts if facts is not None else PriceKeys.of(keys), cfg)
     checks = [c for c in CHECKS if c in found]
     cuts: list[dt.date] = []
     proofs: list[StageProof] = []

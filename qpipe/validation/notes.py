@@ -65,15 +65,17 @@ def _ordered(keys: pl.DataFrame) -> bool:
     return bool(keys.select(ok.all()).item())
 
 
-def price_jumps(prices: pl.DataFrame, bound: float) -> pl.DataFrame:
+def price_jumps(prices: pl.DataFrame, bound: float, *, ordered: bool = False) -> pl.DataFrame:
     """Day-to-day moves of a symbol's close beyond ``bound`` either way.
 
     A move is from a symbol's previous price row to the next: up by more than ``bound`` (a
     return above ``bound``) or down by as much in log terms (``close_t / close_prev`` below
     ``1 / (1 + bound)``). Returns `date`, `symbol`, `return`, sorted by (symbol, date).
+    ``ordered=True`` says the rows are already in (symbol, date) order (the audit checked it,
+    :class:`~qpipe.validation._keys.PriceKeys`), so it is not checked again.
     """
     keys = prices.select("date", "symbol", pl.col("close").cast(pl.Float64))
-    if keys.height and not _ordered(keys):
+    if keys.height and not ordered and not _ordered(keys):
         keys = keys.sort("symbol", "date")
     close = keys["close"].to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -88,14 +90,15 @@ def price_jumps(prices: pl.DataFrame, bound: float) -> pl.DataFrame:
     return moves.select("date", "symbol", "return")
 
 
-def price_notes(prices: pl.DataFrame, cfg: ThreadSafeConfig) -> list[str]:
+def price_notes(prices: pl.DataFrame, cfg: ThreadSafeConfig, *, ordered: bool = False) -> list[str]:
     """A warning when some close moves more than ``validation.max_daily_return`` in a day.
 
     Such a move is almost always a bad tick (a close of 1e200, a missing decimal point); the
-    backtest trades through it and every metric after it is suspect.
+    backtest trades through it and every metric after it is suspect. ``ordered``: see
+    :func:`price_jumps`.
     """
     bound = float(cfg.validation.max_daily_return)
-    jumps = price_jumps(prices, bound)
+    jumps = price_jumps(prices, bound, ordered=ordered)
     if jumps.height == 0:
         return []
     shown = ", ".join(

@@ -26,7 +26,7 @@ import polars as pl
 from qpipe._fs import write_bytes_atomic
 from qpipe.config import ThreadSafeConfig
 from qpipe.stages.base import Pipeline
-from qpipe.validation.audit import AuditReport, audit_allocation
+from qpipe.validation.audit import AuditReport, audit_allocation, price_keys
 from qpipe.validation.certificate import (
     Certificate,
     CertificateKey,
@@ -139,6 +139,7 @@ def tier2(
         if why is not None:
             message = f"validation certificate ignored, full audit runs: {why}"
             events.append(("warning", {"message": message}))
+    facts = price_keys(weights, prices)  # once, for the audit and the price-move warning
     report = audit_allocation(
         weights,
         prices,
@@ -147,9 +148,10 @@ def tier2(
         raise_on_violation=False,
         intermediates=intermediates,
         proven=proven_steps(records) if reuse else frozenset(),
+        facts=facts,
     )
     notes = allocation_notes(weights, cfg) if report.passed else []
-    notes += price_notes(prices, cfg)
+    notes += price_notes(prices, cfg, ordered=facts.ordered)
     return Tier2Outcome(report, notes, key, events=events)
 
 
