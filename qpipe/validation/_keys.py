@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-__all__ = ["PriceKeys"]
+__all__ = ["PriceKeys", "distinct_dates"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class PriceKeys:
     @classmethod
     def of(cls, keys: pl.DataFrame) -> PriceKeys:
         """Facts of ``keys`` (``date`` Date, ``symbol`` String)."""
-        dates = _distinct_dates(keys.get_column("date"))
+        dates = distinct_dates(keys.get_column("date"))
         runs = _runs(keys)
         if runs is not None:
             return cls(keys, True, runs, dates)
@@ -60,7 +60,7 @@ class PriceKeys:
         return cls(keys, False, firsts, dates)
 
 
-def _distinct_dates(date: pl.Series) -> pl.Series:
+def distinct_dates(date: pl.Series) -> pl.Series:
     """The distinct dates, by counting day numbers (a few thousand bins) instead of hashing."""
     days = date.drop_nulls()
     if days.len() == 0:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 
 from qpipe.stages.base import Pipeline, Step
+from qpipe.validation._keys import distinct_dates
 
 __all__ = ["Plan", "make_plan"]
 
@@ -98,6 +99,7 @@ class Plan:
     warm: int
     by_date: dict[str, pl.DataFrame]  # rows on a compared date or in a no-shard window
     by_symbol: dict[str, pl.DataFrame]  # the sampled symbols' rows up to the last cut
+    histories: dict[str, _History] = field(default_factory=dict)
 
     def inputs(self, step: Step, cut: Cut) -> list[pl.DataFrame]:
         """The step's inputs, truncated after the cut and cut down to what its shard needs."""
@@ -105,11 +107,15 @@ class Plan:
         shard = step.stage.shard
         if shard == "symbol":
             frames = [self.by_symbol[n] for n in step.inputs]
-            frames = [f.filter(date <= cut.date) if "date" in f.columns else f for f in frames]
-            keyed = [f for f in frames if {"date", "symbol"} <= set(f.columns)]
-            back = _History(keyed[0]).back(cut.compared[0], cut.date, self.warm) if keyed else None
+            keyed = [n for n in step.inputs if {"date", "symbol"} <= set(self.by_symbol[n].columns)]
+            back = (
+                self.history(keyed[0]).back(cut.compared[0], cut.date, self.warm) if keyed else None
+            )
             start = back if isinstance(back, dt.date) else cut.compared[0]
-            return [f.filter(date >= start) if "date" in f.columns else f for f in frames]
+            return [
+                f.filter(date.is_between(start, cut.date)) if "date" in f.columns else f
+                for f in frames
+            ]
         frames = [self.by_date[n] for n in step.inputs]
         if shard == "date":
             return [
@@ -120,13 +126,24 @@ class Plan:
             for f in frames
         ]
 
-    def expected(self, step: Step, name: str, cut: Cut) -> pl.DataFrame:
-        """The full run's output ``name`` on the cut's compared rows."""
-        return self.restrict(step, self.by_date[name], cut)
+    def history(self, name: str) -> _History:
+        """The sampled symbols' rows of ``name``, to find where a window starts; made once.
 
-    def restrict(self, step: Step, frame: pl.DataFrame, cut: Cut) -> pl.DataFrame:
-        out = frame.filter(pl.col("date").is_in(cut.compared)) if "date" in frame.columns else frame
-        if step.stage.shard == "symbol" and "symbol" in out.columns:
+        The same for every cut: ``by_symbol`` holds no null key and no row after the last cut,
+        and rows after a cut come after it within their symbol, so they move no row before it.
+        """
+        if name not in self.histories:
+            self.histories[name] = _History(self.by_symbol[name])
+        return self.histories[name]
+
+    def expected(self, step: Step, name: str, cut: Cut) -> pl.LazyFrame:
+        """The full run's output ``name`` on the cut's compared rows (planned, not collected)."""
+        return self.restrict(step, self.by_date[name].lazy(), cut)
+
+    def restrict(self, step: Step, frame: pl.LazyFrame, cut: Cut) -> pl.LazyFrame:
+        columns = frame.collect_schema()
+        out = frame.filter(pl.col("date").is_in(cut.compared)) if "date" in columns else frame
+        if step.stage.shard == "symbol" and "symbol" in columns:
             out = out.filter(pl.col("symbol").is_in(self.symbols))
         return out
 
@@ -168,7 +185,21 @@ def _cut_list(
 
 
 def _days(frame: pl.DataFrame) -> np.ndarray:
-    return np.unique(frame["date"].drop_nulls().cast(pl.Int32).to_numpy())
+    return distinct_dates(frame["date"]).cast(pl.Int32).to_numpy()
+
+
+def _rows_of(
+    frame: pl.DataFrame, symbols: list[str], last: dt.date, runs: pl.DataFrame | None
+) -> pl.DataFrame:
+    """``frame``'s rows of ``symbols`` up to ``last``, in frame order. With ``runs`` (each
+    symbol's ``_start``/``_end`` rows, :class:`~qpipe.validation._keys.PriceKeys` of this frame
+    in the store's order) they are sliced by position instead of testing every row's symbol."""
+    if runs is None:
+        return frame.filter(pl.col("symbol").is_in(symbols) & (pl.col("date") <= last))
+    spans = runs.filter(pl.col("symbol").is_in(symbols))
+    parts = [frame.slice(a, b - a) for a, b in spans.select("_start", "_end").iter_rows()]
+    picked = pl.concat(parts) if parts else frame.clear()
+    return picked.filter(pl.col("date") <= last)
 
 
 def make_plan(
@@ -182,12 +213,14 @@ def make_plan(
     window: int,
     every_k: int | None,
     symbols: int,
+    source_runs: pl.DataFrame | None = None,
 ) -> Plan:
     """Plan the re-runs: one scan of each big frame, then small frames for every cut.
 
     The no-shard window counts ``warm_all`` dates among the sampled symbols' price dates: a
     subset of the price dates, so the window is never shorter than asked. An ``every_k``
-    schedule needs the exact date index, so it counts the source's own dates.
+    schedule needs the exact date index, so it counts the source's own dates. ``source_runs``
+    locates each symbol's rows of the source (see :func:`_rows_of`).
     """
     weights = frames[weights_name]
     reb = weights["date"].unique().sort().to_list()
@@ -196,7 +229,7 @@ def make_plan(
     source = pipeline.sources[0]
     per_symbol = {n for s in pipeline.steps if s.stage.shard == "symbol" for n in s.inputs}
     by_symbol = {
-        n: frames[n].filter(pl.col("symbol").is_in(sample) & (pl.col("date") <= last))
+        n: _rows_of(frames[n], sample, last, source_runs if n == source else None)
         if {"date", "symbol"} <= set(frames[n].columns)
         else frames[n]
         for n in per_symbol | {source}

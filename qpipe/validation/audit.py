@@ -256,6 +256,7 @@ def _pit(
     intermediates: Mapping[str, pl.DataFrame] | None,
     proven: frozenset[str],
     window: int,
+    facts: PriceKeys | None = None,
 ) -> tuple[list[dt.date], list[Violation], list[StageProof]]:
     from qpipe.strategy import warmup_days  # local: strategy imports the stages, not vice versa
 
@@ -286,6 +287,7 @@ def _pit(
         window=window,
         every_k=every_k,
         proven=proven,
+        source_runs=facts.firsts if facts is not None and facts.ordered else None,
     )
     return cuts, found, proofs
 
@@ -341,7 +343,8 @@ def audit_allocation(
     """
     start = time.perf_counter()
     w, keys = _normalise(weights, prices)
-    found = _structural(w, facts if facts is not None else PriceKeys.of(keys), cfg)
+    facts = facts if facts is not None else PriceKeys.of(keys)
+    found = _structural(w, facts, cfg)
     checks = [c for c in CHECKS if c in found]
     cuts: list[dt.date] = []
     proofs: list[StageProof] = []
@@ -350,7 +353,7 @@ def audit_allocation(
     if strategy is not None and cfg.validation.pit_cuts > 0 and clean:
         t0 = time.perf_counter()
         cuts, found["point_in_time"], proofs = _pit(
-            w, prices, cfg, strategy, intermediates, proven, pit_window
+            w, prices, cfg, strategy, intermediates, proven, pit_window, facts
         )
         checks.append("point_in_time")
         pit_seconds = time.perf_counter() - t0

@@ -149,7 +149,7 @@ def step_digest(step: Step, schemas: Sequence[Mapping[str, pl.DataType]]) -> str
 # --------------------------------------------------------------------------- comparison
 
 
-def _weights_diff(full: pl.DataFrame, again: pl.DataFrame) -> pl.DataFrame:
+def _weights_diff(full: pl.LazyFrame, again: pl.LazyFrame) -> pl.LazyFrame:
     """Audited minus recomputed weight per (date, symbol); a missing row counts as 0."""
     given = full.select("date", "symbol", pl.col("weight").alias("_a"))
     got = again.select(
@@ -161,20 +161,21 @@ def _weights_diff(full: pl.DataFrame, again: pl.DataFrame) -> pl.DataFrame:
     return both.filter(~(pl.col("diff").abs() <= PIT_TOL)).select("date", "symbol", "diff")
 
 
-def _frame_diff(full: pl.DataFrame, again: pl.DataFrame) -> pl.DataFrame:
+def _frame_diff(full: pl.LazyFrame, again: pl.LazyFrame) -> pl.LazyFrame:
     """Rows that differ: present on one side only, or any shared numeric column differs."""
-    keys = [k for k in ("date", "symbol") if k in full.columns and k in again.columns]
+    have, got = full.collect_schema(), again.collect_schema()
+    keys = [k for k in ("date", "symbol") if k in have and k in got]
     values = [
         c
-        for c, t in full.schema.items()
-        if c not in keys and c in again.columns and t.is_numeric() and again.schema[c].is_numeric()
+        for c, t in have.items()
+        if c not in keys and c in got and t.is_numeric() and got[c].is_numeric()
     ]
     if not keys:
-        return pl.DataFrame(schema={"date": pl.Date, "symbol": pl.String, "diff": pl.Float64})
+        return pl.LazyFrame(schema={"date": pl.Date, "symbol": pl.String, "diff": pl.Float64})
     a = full.select(*keys, *[pl.col(c).cast(pl.Float64) for c in values], pl.lit(1).alias("_l"))
     b = again.select(*keys, *[pl.col(c).cast(pl.Float64) for c in values], pl.lit(1).alias("_l"))
     if "date" in keys:
-        b = b.with_columns(pl.col("date").cast(a.schema["date"]))
+        b = b.with_columns(pl.col("date").cast(have["date"]))
     j = a.join(b, on=keys, how="full", coalesce=True, suffix="_r")
     missing = pl.col("_l").is_null() | pl.col("_l_r").is_null()
     bad = [missing]
@@ -195,6 +196,8 @@ def _frame_diff(full: pl.DataFrame, again: pl.DataFrame) -> pl.DataFrame:
 
 
 def _violations(diff: pl.DataFrame) -> list[Violation]:
+    if diff.height == 0:  # the usual case: nothing to sort
+        return []
     rows = diff.sort("date", "symbol", nulls_last=True)
     return [
         (d, s, "point_in_time", float("nan") if v is None else float(v))
@@ -206,17 +209,23 @@ def _violations(diff: pl.DataFrame) -> list[Violation]:
 
 
 def _check_step(step: Step, plan: Plan, weights_name: str) -> tuple[list[Violation], int]:
-    found: list[Violation] = []
+    """Re-run ``step`` for every cut and compare; all cuts' comparisons are planned lazily and
+    collected together (one Polars call per step instead of one per filter, join and cut)."""
+    diffs: list[pl.LazyFrame] = []
     rows = 0
     for cut in plan.cuts:
         inputs = plan.inputs(step, cut)
         rows += sum(f.height for f in inputs)
-        again = pl.collect_all(list(step.call(*(f.lazy() for f in inputs))))
+        again = step.call(*(f.lazy() for f in inputs))
         for name, got in zip(step.outputs, again, strict=True):
             full = plan.expected(step, name, cut)
             got = plan.restrict(step, got, cut)
-            diff = _weights_diff(full, got) if name == weights_name else _frame_diff(full, got)
-            found.extend(_violations(diff))
+            diffs.append(
+                _weights_diff(full, got) if name == weights_name else _frame_diff(full, got)
+            )
+    found: list[Violation] = []
+    for diff in pl.collect_all(diffs):
+        found.extend(_violations(diff))
     return found, rows
 
 
@@ -232,6 +241,7 @@ def check_point_in_time(
     proven: frozenset[str] = frozenset(),
     weights_name: str = "weights",
     symbols: int = PIT_SYMBOLS,
+    source_runs: pl.DataFrame | None = None,
 ) -> tuple[list[Violation], list[StageProof]]:
     """Check every step of ``pipeline`` for look-ahead (see the module docstring).
 
@@ -256,6 +266,9 @@ def check_point_in_time(
         Step digests already proven causal: those steps are not re-run.
     symbols
         How many symbols a per-symbol step re-runs on, besides as many held on the cut dates.
+    source_runs
+        Each symbol's run of rows in the source (``symbol``, ``_start``, ``_end``), when the
+        source is in the store's (symbol, date) order: the sample is then sliced by position.
 
     Returns
     -------
@@ -275,6 +288,7 @@ def check_point_in_time(
         window=window,
         every_k=every_k,
         symbols=symbols,
+        source_runs=source_runs,
     )
     violations: list[Violation] = []
     proofs: list[StageProof] = []

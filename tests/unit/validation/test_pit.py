@@ -193,3 +193,27 @@ def test_a_proven_step_is_not_rerun_and_its_digest_follows_code_params_and_schem
     wider = builtin.with_columns(pl.lit(1.0).alias("dividend"))
     assert step_digest(feat, [wider.schema]) != digest
     assert step_digest(shifted_feature.bind(), [builtin.schema]) != digest
+
+
+def test_the_sample_sliced_by_position_equals_the_sample_filtered(csv_file_prices) -> None:
+    """In the store's order the sampled symbols' rows are sliced by position (their runs);
+    the plan, and so every re-run, is the same as when every row's symbol is tested."""
+    from qpipe.validation._keys import PriceKeys
+    from qpipe.validation._pit_plan import make_plan
+
+    prices = csv_file_prices
+    facts = PriceKeys.of(prices.select("date", "symbol"))
+    assert facts.ordered  # what a run's audit sees: the store's order
+    out = _run(HONEST, prices)
+    frames = {"prices": prices, **out}
+    dates = out["weights"]["date"].unique().sort()
+    for cuts, n in (([dates[-40], dates[-1]], 64), ([dates[-25]], 3), ([dates[5]], 1)):
+        kw = dict(weights_name="weights", warm=60, warm_all=5, window=3, every_k=None, symbols=n)
+        filtered = make_plan(HONEST, frames, cuts, **kw)
+        sliced = make_plan(HONEST, frames, cuts, **kw, source_runs=facts.firsts)
+        assert sliced.by_symbol["prices"].equals(filtered.by_symbol["prices"])
+        assert sliced.cuts == filtered.cuts
+        for step in HONEST.steps:
+            for cut in sliced.cuts:
+                a, b = sliced.inputs(step, cut), filtered.inputs(step, cut)
+                assert all(x.equals(y) for x, y in zip(a, b, strict=True))
