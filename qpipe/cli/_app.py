@@ -3,7 +3,8 @@
 Every failure a user can cause is a :class:`~qpipe.errors.QpipeError`; it is printed as one line
 (``qpipe: error: ...``) with exit code 1 and no traceback unless ``--debug``. Ctrl-C (and SIGTERM)
 exits 130 after the run is recorded as failed. Anything else is a bug: one line, exit 3, and
-``--debug`` shows the traceback.
+``--debug`` shows the traceback. A reader that closes the pipe (``| head``) only loses output
+(:mod:`qpipe.cli._pipes`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from types import FrameType
 
 from rich.console import Console
 
+from qpipe.cli._pipes import pipe_safe_streams
 from qpipe.errors import QpipeError, Terminated
 
 __all__ = [
@@ -83,7 +85,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
 def guarded(fn: Callable[[], int], *, debug: bool) -> int:
     """Run ``fn`` turning errors into one line and an exit code (tracebacks only with --debug)."""
     try:
-        with sigterm_as_interrupt():
+        with pipe_safe_streams(), sigterm_as_interrupt():
             return fn()
     except Terminated:
         if debug:

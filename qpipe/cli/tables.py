@@ -22,7 +22,8 @@ def summary_table(metrics: Mapping[str, float | int | None], *, run_id: str, out
 
     table = Table(
         title=f"qpipe run {run_id}",
-        caption=f"outputs: {out_dir}",
+        # the report's headline starts at the first invested day (docs/report.md): say which
+        caption=f"whole span (metrics.json); cost in units of capital\noutputs: {out_dir}",
         box=box.SIMPLE_HEAD,
         title_justify="left",
         caption_justify="left",
