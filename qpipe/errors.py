@@ -92,9 +92,11 @@ class SchemaFailure:
         if self.kind == "type":
             if not self.count:
                 return f"`{self.column}` {self.check}"
-            unit = "value" if self.count == 1 else "values"
+            unit, check = "values", self.check
+            if self.count == 1:  # "1 value that is not a number", not "... that are not numbers"
+                unit, check = "value", _singular(check)
             shown = ", ".join(self.examples)
-            return f"`{self.column}` has {self.count} {unit} {self.check} (e.g. {shown})"
+            return f"`{self.column}` has {self.count} {unit} {check} (e.g. {shown})"
         unit = "row" if self.count == 1 else "rows"
         if self.check == "(date, symbol) unique":
             unit = "duplicate" if self.count == 1 else "duplicates"
@@ -111,6 +113,17 @@ class SchemaFailure:
             "kind": self.kind,
             "source": self.source,
         }
+
+
+def _singular(check: str) -> str:
+    """``"that are not numbers"`` -> ``"that is not a number"`` (the checks' plural phrasing)."""
+    words = check.split()
+    if words[:2] != ["that", "are"]:
+        return check
+    rest = " ".join(words[2:])
+    for plural, one in (("not numbers", "not a number"), ("not ISO dates", "not an ISO date")):
+        rest = rest.replace(plural, one)
+    return f"that is {rest}"
 
 
 class SchemaValidationError(QpipeError):

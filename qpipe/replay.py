@@ -49,6 +49,21 @@ def _records_of(ledger: Ledger, run_id: str) -> list[dict]:
     return recs
 
 
+def _not_a_run(run_id: str, recs: list[dict]) -> str:
+    """Why ``run_id`` (in the ledger, but not a run) cannot be replayed, and what can be."""
+    started = next((r for r in recs if r["kind"] == "research_started"), None)
+    if started is None:
+        return f"`{run_id}` is in the ledger but is not a run; replay re-runs runs and sweeps"
+    method = str(started["data"].get("method", "research")).replace("_", "-")
+    finished = next((r for r in recs if r["kind"] == "research_finished"), None)
+    stitched = finished["data"].get("run_id") if finished is not None else None
+    hint = f"; its out-of-sample run `{stitched}` can be replayed" if stitched else ""
+    return (
+        f"`{run_id}` is a {method} study, not a run: replay re-runs runs and sweeps "
+        f"(re-run the study with the same command to reproduce it){hint}"
+    )
+
+
 def replay(run_id: str, ledger_path: str | Path) -> ReplayReport:
     """Re-run ``run_id`` and compare its data outputs' digests with the recorded ones."""
     from qpipe.ingest import file_digest
@@ -57,6 +72,8 @@ def replay(run_id: str, ledger_path: str | Path) -> ReplayReport:
     ledger = Ledger(Path(ledger_path))
     recs = _records_of(ledger, run_id)
     kinds = {r["kind"] for r in recs}
+    if "run_started" not in kinds:
+        raise ReplayError(_not_a_run(run_id, recs))
     if "run_finished" not in kinds:
         msg = f"run `{run_id}` did not finish; only finished runs can be replayed"
         raise ReplayError(msg)

@@ -9,6 +9,7 @@ is missing or of the wrong type) or ``kind="type"`` (values that do not parse).
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -30,12 +31,15 @@ _SYNONYMS = {
 
 
 def _suggestion(col: str, columns: Sequence[str]) -> str | None:
-    # A found name containing the wanted one (`px_close`), then spelling neighbours, then a
-    # usual vendor synonym (`ticker` for `symbol`).
+    # A found name containing the wanted one (`px_close`), then a usual vendor synonym, whole or
+    # as a word of the name (`ticker` for `symbol`, `px_last` for `close`), then spelling
+    # neighbours (a synonym first: `low` is spelt like `close` but is another price).
+    synonyms = _SYNONYMS.get(col, ())
     close = (
         [c for c in columns if col in c]
+        or [c for c in columns if c.lower() in synonyms]
+        or [c for c in columns if set(re.split(r"[\W_]+", c.lower())) & set(synonyms)]
         or difflib.get_close_matches(col, columns, n=1, cutoff=0.5)
-        or [c for c in columns if c in _SYNONYMS.get(col, ())]
     )
     return close[0] if close else None
 

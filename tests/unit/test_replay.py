@@ -62,3 +62,27 @@ def test_an_unknown_run_is_a_one_line_error(recorded) -> None:
     _, ledger, _ = recorded
     with pytest.raises(ReplayError, match="is not in the ledger"):
         replay("20990101T000000Z-000000", ledger)
+
+
+def test_a_study_id_is_refused_with_what_it_is_and_what_can_be_replayed(recorded) -> None:
+    """A walk-forward's id names the study and its replayable out-of-sample run (the old
+    message said the study "did not finish")."""
+    from qpipe.ledger import RunRecorder
+    from qpipe.ledger import payloads as p
+
+    run_id, ledger, _ = recorded
+    study = RunRecorder(ledger, "wf-study")
+    study.research_started(
+        p.ResearchStarted(
+            method="walk_forward", params={"train": 40, "test": 20}, grid={}, metric="sharpe",
+            config_digest="0" * 64, data_digest="1" * 64, argv=[],
+        )
+    )  # fmt: skip
+    study.research_finished(
+        p.ResearchFinished(
+            method="walk_forward", splits_digest="2" * 64, splits={}, result={},
+            out_dir=str(ledger.parent), run_id=run_id,
+        )
+    )  # fmt: skip
+    with pytest.raises(ReplayError, match=f"walk-forward study, not a run.*`{run_id}` can be"):
+        replay("wf-study", ledger)

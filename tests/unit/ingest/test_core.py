@@ -265,7 +265,7 @@ def test_dates_not_iso_in_csv(tmp_path, store, value, bad):
     with pytest.raises(SchemaValidationError) as exc:
         ingest(path, store)
     text = one_line(exc)
-    assert "`date` has 1 value that are not ISO dates YYYY-MM-DD" in text.replace("values", "value")
+    assert "`date` has 1 value that is not an ISO date YYYY-MM-DD" in text
     assert f"{bad} on row 2" in text
 
 
@@ -501,7 +501,11 @@ def test_weights_nan_and_duplicates_are_left_to_tier2(tmp_path, store):
     ("content", "error", "fragment"),
     [
         ("date,symbol,wt\n2020-01-02,A,1\n", SchemaValidationError, "did you mean `wt`"),
-        ("date,symbol,weight\n2020-01-02,A,lots\n", SchemaValidationError, "not numbers"),
+        (
+            "date,symbol,weight\n2020-01-02,A,lots\n",
+            SchemaValidationError,
+            "1 value that is not a number",
+        ),
         ("date,symbol,weight\n,A,1\n", SchemaValidationError, "`date` not null"),
         ("date,symbol,weight\n2020-01-02,A,\n", SchemaValidationError, "`weight` not null"),
         ("date;symbol;weight\n2020-01-02;A;1\n", DataFormatError, "wrong delimiter"),
@@ -560,3 +564,13 @@ def test_missing_column_suggests_a_vendor_synonym(tmp_path, store):
 def test_file_digest_of_a_missing_file_is_a_data_format_error(tmp_path):
     with pytest.raises(DataFormatError, match=r"`.*gone\.csv` does not exist"):
         file_digest(tmp_path / "gone.csv")
+
+
+def test_a_missing_close_suggests_a_price_column_not_a_lookalike(tmp_path, store):
+    """`low` is spelt like `close` but is another price: a vendor's `px_last` is the hint."""
+    path = write(tmp_path, "p.csv", "date,ticker,px_last,low\n2020-01-02,AAA,1,1\n")
+    with pytest.raises(SchemaValidationError) as exc:
+        ingest(path, store)
+    text = one_line(exc)
+    assert "`symbol` (did you mean `ticker`?)" in text
+    assert "`close` (did you mean `px_last`?)" in text
