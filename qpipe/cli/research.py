@@ -188,12 +188,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def stats_command(args: argparse.Namespace) -> int:
     from qpipe.research.sweep_stats import sweep_stats
-    from qpipe.research.trials import parse_trials_from
 
-    trials_from = parse_trials_from(args.trials_from)
     cfg = ThreadSafeConfig.from_toml(args.config) if args.config else None
     stats = sweep_stats(
-        args.sweep_id, out=args.out, ledger=args.ledger, config=cfg, trials_from=trials_from
+        args.sweep_id, out=args.out, ledger=args.ledger, config=cfg, trials_from=args.trials_from
     )
     counted = ", ".join(f"{s.sweep_id} ({s.n_trials})" for s in stats.count.sweeps)
     v = stats.values

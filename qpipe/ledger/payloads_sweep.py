@@ -20,6 +20,7 @@ __all__ = [
     "SweepFinished",
     "SweepResumed",
     "SweepStarted",
+    "TrialStatsFailed",
 ]
 
 
@@ -107,10 +108,26 @@ class SweepFailed(Payload):
     summary: str | None = field(default=None, metadata={"doc": "the partial `summary.arrow`"})
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrialStatsFailed(Payload):
+    """The trial-aware statistics of a sweep could not be computed (N < 2, no finished trial,
+    a bad `--trials-from`...): the one-line error, as `stats` or the end of the sweep met it."""
+
+    KIND: ClassVar[str] = "trial_stats_failed"
+    OPENS: ClassVar[bool] = True
+    ENDS: ClassVar[bool] = True
+
+    sweep_id: str = field(metadata={"doc": "the sweep that was to be judged"})
+    trials_from: str = field(metadata={"doc": "`ledger`, `sweep` or the number, as given"})
+    error: str = field(metadata={"doc": "error class name"})
+    message: str = field(metadata={"doc": "its first line"})
+
+
 SWEEP_PAYLOADS: tuple[type[Payload], ...] = (
     SweepStarted,
     SweepResumed,
     SweepChunk,
     SweepFinished,
     SweepFailed,
+    TrialStatsFailed,
 )

@@ -131,6 +131,10 @@ class RunRecorder:
         """Trial-aware statistics were computed (its ``run_id`` is a new id)."""
         return self.write(_expect(payload, p.TrialStats))
 
+    def trial_stats_failed(self, payload: ps.TrialStatsFailed) -> dict[str, Any]:
+        """Trial-aware statistics could not be computed (its ``run_id`` is a new id)."""
+        return self.write(_expect(payload, ps.TrialStatsFailed))
+
     def sweep_started(self, payload: ps.SweepStarted) -> dict[str, Any]:
         """A sweep began (construct the recorder with the sweep id)."""
         return self.write(_expect(payload, ps.SweepStarted))

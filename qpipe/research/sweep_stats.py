@@ -16,8 +16,10 @@ Step by step, :func:`sweep_stats`:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,12 +30,18 @@ import polars as pl
 from qpipe._fs import write_bytes_atomic
 from qpipe.config import ThreadSafeConfig
 from qpipe.conventions import PERIODS_PER_YEAR
-from qpipe.errors import ResearchError
+from qpipe.errors import QpipeError, ResearchError
 from qpipe.ledger import Ledger, RunRecorder, records
 from qpipe.ledger import payloads as p
 from qpipe.research.cpcv import trial_returns
 from qpipe.research.pages import stats_page
-from qpipe.research.trials import TrialCount, count_trials, trial_statistics, verdict
+from qpipe.research.trials import (
+    TrialCount,
+    count_trials,
+    parse_trials_from,
+    trial_statistics,
+    verdict,
+)
 from qpipe.store import ArrowStore, write_ipc_atomic
 
 __all__ = [
@@ -131,6 +139,8 @@ def sweep_stats(
     from qpipe.runs import resolve_paths
 
     paths = resolve_paths(config or ThreadSafeConfig.default(), out, ledger)
+    with failure_recorded(paths.ledger, sweep_id, trials_from):
+        trials_from = parse_trials_from(trials_from)
     stats = judge_sweep(
         sweep_id, paths.ledger, paths.store, trials_from=trials_from, pbo_limit=pbo_limit
     )
@@ -150,13 +160,43 @@ def judge_sweep(
 ) -> SweepStats:
     """Steps 1 to 4 of the module docstring, and the ``trial_stats`` record; no page.
 
-    ``store``: where the sweep's prices are when its base config names no store.
+    ``store``: where the sweep's prices are when its base config names no store. A failure
+    (N < 2, no finished trial...) is recorded as ``trial_stats_failed`` and raised.
     """
-    from qpipe.runs import new_run_id
-
     if not Path(ledger).exists():
         msg = f"ledger `{ledger}` does not exist"
         raise ResearchError(msg)
+    with failure_recorded(ledger, sweep_id, trials_from):
+        return _judge(sweep_id, ledger, store, trials_from, pbo_limit)
+
+
+@contextlib.contextmanager
+def failure_recorded(ledger: str | Path, sweep_id: str, trials_from: Any) -> Iterator[None]:
+    """Record a :class:`~qpipe.errors.QpipeError` raised inside as ``trial_stats_failed``
+    (when the ledger exists; best effort: the user's error is what must reach them)."""
+    from qpipe.ledger import payloads_sweep as ps
+    from qpipe.runs import new_run_id
+
+    try:
+        yield
+    except QpipeError as exc:
+        if Path(ledger).exists():
+            failed = ps.TrialStatsFailed(
+                sweep_id=sweep_id,
+                trials_from=str(trials_from),
+                error=type(exc).__name__,
+                message=(str(exc).strip().splitlines() or [type(exc).__name__])[0],
+            )
+            with contextlib.suppress(Exception):
+                RunRecorder(Ledger(ledger), new_run_id()).trial_stats_failed(failed)
+        raise
+
+
+def _judge(
+    sweep_id: str, ledger: str | Path, store: str | Path, trials_from: str | int, pbo_limit: int
+) -> SweepStats:
+    from qpipe.runs import new_run_id
+
     count = count_trials(records(ledger), sweep_id, trials_from)
     started = dict(count.started)
     keys = [str(k) for k, _ in started["grid"]]

@@ -69,18 +69,29 @@ def test_cpcv_from_the_research_section(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    ("flags", "words"),
+    ("flags", "words", "recorded"),
     [
-        (["--walk-forward", "train=126"], "needs `test=`"),
-        (["--walk-forward", "train=126,test=4.5"], "`test` must be int"),
-        (["--walk-forward", "train=126,tset=4"], "`tset=4` is not `key=value` with a key among"),
-        (["--cpcv", "groups=6,test=2", "--walk-forward", "train=1,test=1"], "not both"),
-        (["--walk-forward", "train=900,test=126"], "longer than the data"),
-        (["--walk-forward", "train=126,test=10"], "shorter than one rebalance period"),
-        (["--cpcv", "groups=6,test=6"], "`n_test_groups` (6) must be < `n_groups` (6)"),
+        (["--walk-forward", "train=126"], "needs `test=`", False),
+        (["--walk-forward", "train=126,test=4.5"], "`test` must be int", False),
+        (["--walk-forward", "train=126,tset=4"], "`tset=4` is not `key=value` with a key among",
+         False),
+        (["--cpcv", "groups=6,test=2", "--walk-forward", "train=1,test=1"], "not both", False),
+        (["--walk-forward", "train=900,test=126"], "longer than the data", True),
+        (["--walk-forward", "train=126,test=10"], "shorter than one rebalance period", True),
+        (["--walk-forward", "train=126,test=42,purge=126"],
+         "`purge` (126 trading days) must be < `train` (126)", True),
+        (["--cpcv", "groups=6,test=6"], "`n_test_groups` (6) must be < `n_groups` (6)", True),
     ],
-)
-def test_bad_research_flags_are_one_line_errors(tmp_path, capsys, flags, words):
+)  # fmt: skip
+def test_bad_research_flags_are_one_line_errors(tmp_path, capsys, flags, words, recorded):
+    """One error line naming the parameter and its limit; the issue's bad inputs (windows,
+    test window, purge, groups) reach the study and are recorded as `research_failed` with the
+    same line; a malformed flag never starts one."""
     assert runner_main([*SMALL, *flags, "--out", str(tmp_path)]) == 1
     errors = [x for x in capsys.readouterr().err.splitlines() if x.startswith("qpipe: error: ")]
     assert len(errors) == 1 and words in errors[0]
+    kept = records(tmp_path) if (tmp_path / "audit.jsonl").exists() else []
+    failed = [r for r in kept if r["kind"] == "research_failed"]
+    assert len(failed) == int(recorded)
+    if recorded:
+        assert words in failed[0]["data"]["message"]

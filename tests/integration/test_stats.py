@@ -83,3 +83,19 @@ def test_stats_command_prints_the_verdict(ledger, capsys):
     assert "`--trials-from` must be" in capsys.readouterr().err
     assert main(["stats", "nope", "--out", str(out)]) == 1
     assert "sweep `nope` is not in the ledger" in capsys.readouterr().err
+
+
+def test_bad_input_is_one_line_and_recorded_in_the_ledger(ledger, capsys):
+    """N < 2 for the DSR (`--trials-from 1`), and a sweep that is not there: one error line
+    naming the parameter and its limit, and a `trial_stats_failed` record with that line."""
+    from qpipe.ledger import iter_records
+
+    out, a, _, _ = ledger
+    cases = [(["--trials-from", "1"], a, "`--trials-from` must be >= 2 trials"),
+             ([], "nope", "sweep `nope` is not in the ledger")]  # fmt: skip
+    for flags, sweep, words in cases:
+        assert main(["stats", sweep, "--out", str(out), *flags]) == 1
+        errors = [x for x in capsys.readouterr().err.splitlines() if x.startswith("qpipe: error")]
+        assert len(errors) == 1 and words in errors[0]
+        last = [r for r in iter_records(out / "audit.jsonl") if r["kind"] == "trial_stats_failed"]
+        assert last[-1]["data"]["sweep_id"] == sweep and words in last[-1]["data"]["message"]

@@ -393,6 +393,9 @@ def test_a_sweep_whose_statistics_cannot_be_computed_says_why(tmp_path):
     page = (one.folder / "sweep.html").read_text(encoding="utf-8")
     assert html.escape(one.verdict, quote=False) in page and '<section id="trials">' in page
     assert not [r for r in iter_records(out / "audit.jsonl") if r["kind"] == "trial_stats"]
+    (failed,) = [r for r in iter_records(out / "audit.jsonl") if r["kind"] == "trial_stats_failed"]
+    assert failed["data"]["sweep_id"] == one.sweep_id
+    assert one.verdict == f"DSR not computed: {failed['data']['message']}"
     two = run_sweep(cfg, [("allocation.top_n", [3, 5])], out=out, engine="local")
     assert " with N = 3 trials: " in two.verdict  # the family: both sweeps (1 + 2 trials)
     stats = judge_sweep(two.sweep_id, out / "audit.jsonl", out / "store", pbo_limit=1)
