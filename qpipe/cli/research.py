@@ -109,7 +109,8 @@ def _progress(quiet: bool):
         if kind == "research_started":
             console.print(f"[bold]qpipe[/] {data['method']} [cyan]{data['research_id']}[/]")
         elif kind == "research_evaluated":
-            console.print(f"  evaluated {data['sets']} sets on {data['folds']} folds")
+            engine = data.get("engine", "local")
+            console.print(f"  evaluated {data['sets']} sets on {data['folds']} folds ({engine})")
         elif kind == "run_started":
             console.print(f"  stitched out-of-sample run [cyan]{data['run_id']}[/]")
 

@@ -21,7 +21,8 @@ import numpy as np
 from qpipe._fs import write_bytes_atomic
 from qpipe.config import ThreadSafeConfig
 from qpipe.ledger import payloads as p
-from qpipe.research.cpcv import CPCVResult, evaluate_cpcv, trial_returns
+from qpipe.research.cpcv import CPCVResult, evaluate_cpcv
+from qpipe.research.distribute import GridEngine, grid_engine
 from qpipe.research.judge import StudyBasis, set_sharpes, study_basis
 from qpipe.research.pages import cpcv_page
 from qpipe.research.splits import check_test_window, combinatorial_purged, purge_default
@@ -76,17 +77,24 @@ def run_cpcv(
     ledger: str | Path | None = None,
     on_event: OnEvent | None = None,
     argv: Sequence[str] | None = None,
+    engine: Any = None,
 ) -> CPCVRun:
     """CPCV of ``grid``: every set backtested once, every split evaluated, paths reassembled.
 
     Writes ``<out>/research/<id>/`` and records ``research_started`` / ``research_finished``
-    (``research_failed`` with the one-line error).
+    (``research_failed`` with the one-line error). ``engine``: an instance, ``"local"``/
+    ``"ray"`` or None for ``[engine] kind``; on Ray the sets' backtests are sharded over it.
     """
     study = Study(cfg, out, ledger, on_event)
     params = {"groups": groups, "test_groups": test_groups, "purge": purge, "embargo": embargo}
     with study.failures_recorded():
         prices_ref = study.start("cpcv", params, grid, argv=argv)
-        result, returns = _cpcv(study, prices_ref, grid, params)
+        grid_eng, own = grid_engine(study.base, engine)
+        try:
+            result, returns = _cpcv(study, prices_ref, grid, params, grid_eng)
+        finally:
+            if own:
+                grid_eng.close()
         basis = study_basis(study.ledger.path, study.id, returns)
     sharpes = set_sharpes(returns)
     best = int(np.argmax(np.nan_to_num(sharpes, nan=-np.inf)))
@@ -115,11 +123,14 @@ def run_cpcv(
 
 
 def _cpcv(
-    study: Study, prices_ref: DatasetRef, grid: Mapping[str, Sequence[Any]], params: dict
+    study: Study,
+    prices_ref: DatasetRef,
+    grid: Mapping[str, Sequence[Any]],
+    params: dict,
+    grid_eng: GridEngine,
 ) -> tuple[CPCVResult, np.ndarray]:
     """The CPCV's evaluation, and every set's full-history daily returns (days x sets)."""
     from qpipe.backtest.batch import build_panel
-    from qpipe.backtest.panel import open_panel
 
     assert study.store is not None
     sets = param_sets(grid)
@@ -136,6 +147,6 @@ def _cpcv(
         check_test_window(
             dates.len() // params["groups"], c, what=f"a group of `groups` = {params['groups']}"
         )
-    panel = open_panel(build_panel(prices_ref, study.store), study.store)
-    returns = trial_returns(prices, panel, study.base, sets)
+    panel = build_panel(prices_ref, study.store)
+    returns = grid_eng.returns(prices_ref, panel, study.base, str(study.store.root), sets)
     return evaluate_cpcv(returns, dates, splits, sets), returns

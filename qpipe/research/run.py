@@ -39,6 +39,7 @@ from qpipe.config import ThreadSafeConfig
 from qpipe.errors import AllocationAuditError
 from qpipe.ledger import Ledger, RunRecorder
 from qpipe.ledger import payloads as p
+from qpipe.research.distribute import GridEngine, grid_engine
 from qpipe.research.judge import StudyBasis, study_basis
 from qpipe.research.pages import walk_forward_page, walk_forward_research
 from qpipe.research.splits import purge_default, walk_forward
@@ -50,7 +51,7 @@ from qpipe.research.walkforward import (
     param_sets,
     set_config,
 )
-from qpipe.store import ArrowStore, DatasetRef, write_ipc_atomic
+from qpipe.store import DatasetRef, write_ipc_atomic
 from qpipe.strategy import build_strategy
 
 __all__ = ["WalkForwardRun", "run_walk_forward"]
@@ -156,8 +157,13 @@ def run_walk_forward(
     on_event: OnEvent | None = None,
     strategy: StrategyFactory = build_strategy,
     argv: Sequence[str] | None = None,
+    engine: Any = None,
 ) -> WalkForwardRun:
     """Walk-forward ``grid`` (``{"section.key": values}``) and trade the stitched choice.
+
+    ``engine``: an engine instance, ``"local"``/``"ray"``, or None for ``[engine] kind``; on
+    Ray the grid's windowed trials and daily returns are sharded over it
+    (:mod:`qpipe.research.distribute`) and the stitched run uses it too.
 
     Raises the one-line :class:`~qpipe.errors.QpipeError` of the first problem (bad windows,
     a failed audit...), recorded in the ledger as ``research_failed``.
@@ -167,14 +173,18 @@ def run_walk_forward(
     params = {**window, "purge": purge, "embargo": embargo}
     with study.failures_recorded():
         prices_ref = study.start("walk_forward", params, grid, metric=metric, argv=argv)
-        assert study.store is not None
-        result, set_returns = _evaluate(
-            study.base, grid, study.store, prices_ref, params, metric, strategy
-        )
-        _check_audits(result)
-        study.emit("research_evaluated", {"folds": result.folds.height, "sets": len(result.sets)})
-        basis = study_basis(study.ledger.path, study.id, set_returns)
-        run = _stitched_run(study.base, result, study.store, study.paths, on_event, argv, basis)
+        grid_eng, own = grid_engine(study.base, engine)
+        try:
+            result, set_returns = _evaluate(study, grid, prices_ref, params, metric, strategy,
+                                            grid_eng)  # fmt: skip
+            _check_audits(result)
+            info = {"folds": result.folds.height, "sets": len(result.sets), "engine": grid_eng.name}
+            study.emit("research_evaluated", info)
+            basis = study_basis(study.ledger.path, study.id, set_returns)
+            run = _stitched_run(study, result, on_event, argv, basis, grid_eng.engine)
+        finally:
+            if own:
+                grid_eng.close()
     stats = basis.record(*basis.statistics(oos_returns(run.store.open(run.refs["equity"]))))
     finished = p.ResearchFinished(
         method="walk_forward",
@@ -192,20 +202,20 @@ def run_walk_forward(
 
 
 def _evaluate(
-    base: ThreadSafeConfig,
+    study: Study,
     grid: Mapping[str, Sequence[Any]],
-    store: ArrowStore,
     prices_ref: DatasetRef,
     params: dict[str, Any],
     metric: str,
     strategy: StrategyFactory,
+    grid_eng: GridEngine,
 ) -> tuple[WalkForwardResult, np.ndarray]:
     """The walk-forward's evaluation, and every set's full-history daily returns (days x
-    sets, the batched path) for the PBO and V."""
+    sets, the batched path) for the PBO and V; both on ``grid_eng``."""
     from qpipe.backtest.batch import build_panel
-    from qpipe.backtest.panel import open_panel
-    from qpipe.research.cpcv import trial_returns
 
+    base, store = study.base, study.store
+    assert store is not None
     prices = store.open(prices_ref)
     split_params = dict(params)
     if split_params["purge"] is None:
@@ -213,37 +223,32 @@ def _evaluate(
     dates = prices["date"].unique().sort()
     splits = walk_forward(dates, **split_params)
     panel = build_panel(prices_ref, store)
-    evaluate = functools.partial(_evaluate_trials, panel, base.to_dict(), str(store.root))
+    evaluate = functools.partial(grid_eng.evaluate, panel, base.to_dict(), str(store.root))
     result = evaluate_walk_forward(
         evaluate, prices, base, grid, splits, metric=metric, strategy=strategy
     )
-    returns = trial_returns(prices, open_panel(panel, store), base, list(result.sets))
+    returns = grid_eng.returns(prices_ref, panel, base, str(store.root), list(result.sets))
     return result, returns
 
 
-def _evaluate_trials(panel: Any, base: dict[str, Any], root: str, trials: list) -> Any:
-    from qpipe.backtest.batch import evaluate_chunk
-
-    return evaluate_chunk(panel, base, trials, root)
-
-
 def _stitched_run(
-    base: ThreadSafeConfig,
+    study: Study,
     result: WalkForwardResult,
-    store: ArrowStore,
-    paths: Any,
     on_event: OnEvent | None,
     argv: Sequence[str] | None,
     basis: StudyBasis,
+    engine: Any,
 ) -> Any:
     from qpipe.runs import run
 
-    weights = store.put(result.weights)
+    assert study.store is not None
+    weights = study.store.put(result.weights)
     return run(
-        _stitched_config(base, result),
+        _stitched_config(study.base, result),
         weights=weights.path,
-        out=paths.out,
-        ledger=paths.ledger,
+        out=study.paths.out,
+        ledger=study.paths.ledger,
+        engine=engine,
         on_event=on_event,
         argv=argv,
         report_research=lambda equity: walk_forward_research(result, oos_returns(equity), basis),
