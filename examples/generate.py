@@ -66,18 +66,26 @@ def weights(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def vendor_files(frame: pl.DataFrame, folder: Path) -> None:
+    """Per-symbol exports as a vendor writes them: raw prices with a 2:1 split, and an
+    adjusted close that is smooth across it.
+
+    Every symbol splits 2:1 on 2023-06-01, so its raw Open/High/Low/Close before that date are
+    twice the long example's (the raw close halves overnight; volume is left as reported); it
+    also pays a 0.5 % dividend, ex 2022-12-15. ``Adj Close`` is the long example's close,
+    scaled by 0.995 before the ex-date: back-adjusted for both events, so only the dividend
+    shows in its returns. Imported with ``--close raw`` the split is a -50 % day; with
+    ``--close adjusted`` it is gone.
+    """
     folder.mkdir(exist_ok=True)
-    split = pl.date(2023, 6, 1)
+    split, ex_dividend = pl.date(2023, 6, 1), pl.date(2022, 12, 15)
+    raw = pl.when(pl.col("date") < split).then(2.0).otherwise(1.0)
+    adjust = pl.when(pl.col("date") < ex_dividend).then(0.995).otherwise(1.0)
     for (symbol,), rows in frame.group_by("symbol"):
-        # Adjusted close: earlier prices scaled for a 2:1 split and a 0.5 % dividend yield.
-        factor = pl.when(pl.col("date") < split).then(0.5).otherwise(1.0) * 0.995
         out = rows.sort("date").select(
             pl.col("date").alias("Date"),
-            pl.col("open").alias("Open"),
-            pl.col("high").alias("High"),
-            pl.col("low").alias("Low"),
-            pl.col("close").alias("Close"),
-            (pl.col("close") * factor).round(4).alias("Adj Close"),
+            *[(pl.col(c) * raw).round(4).alias(c.title()) for c in ("open", "high", "low")],
+            (pl.col("close") * raw).round(4).alias("Close"),
+            (pl.col("close") * adjust).round(4).alias("Adj Close"),
             pl.col("volume").alias("Volume"),
         )
         out.write_csv(folder / f"{symbol}.csv")

@@ -58,12 +58,32 @@ def test_vendor_folder_adjusted_close_scales_the_bar(store):
             assert have["volume"] == int(want["Volume"])
 
 
-def test_vendor_folder_raw_close_equals_the_long_example(store):
+def test_vendor_folder_raw_close_is_the_long_example_before_its_split(store):
+    """Raw prices carry the 2:1 split of 2023-06-01 (doubled before it); nothing else differs."""
     import_dataset(EXAMPLES / "vendor", store, name="raw", close="raw", today=TODAY)
     long = pl.read_csv(EXAMPLES / "prices.csv", try_parse_dates=True)
+    doubled = pl.when(pl.col("date") < dt.date(2023, 6, 1)).then(2.0).otherwise(1.0)
+    want = long.with_columns(
+        [(pl.col(c) * doubled).round(4) for c in ("open", "high", "low", "close")]
+    ).sort("symbol", "date")
     frame = stored(store, "raw")
     assert frame.columns == ["date", "open", "high", "low", "close", "volume", "symbol"]
-    assert frame.select(long.columns).equals(long.sort("symbol", "date"))
+    assert frame.select(long.columns).equals(want)
+
+
+def test_the_adjusted_close_has_no_split_day_and_the_raw_close_has_one(store):
+    """What `--close` is for: on the split day the raw close halves, the adjusted one does not
+    (the example data once doubled its adjusted close overnight: +50 % equity in a day)."""
+    for close in ("raw", "adjusted"):
+        import_dataset(EXAMPLES / "vendor", store, name=close, close=close, today=TODAY)
+    moves = {
+        close: stored(store, close)
+        .sort("symbol", "date")
+        .select((pl.col("close") / pl.col("close").shift(1).over("symbol") - 1).abs().max())
+        .item()
+        for close in ("raw", "adjusted")
+    }
+    assert moves["raw"] > 0.45 and moves["adjusted"] < 0.2, moves
 
 
 def test_both_closes_and_no_choice_asks_for_one(store):
