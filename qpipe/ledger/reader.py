@@ -136,9 +136,14 @@ def find_run(all_records: list[dict[str, Any]], run_id: str, path: str | Path) -
     ids = list(dict.fromkeys(r["run_id"] for r in all_records))
     matches = [rid for rid in ids if rid == run_id]
     matches = matches or [rid for rid in ids if rid.startswith(run_id)]
-    if len(matches) != 1:
-        what = "no run" if not matches else f"{len(matches)} runs match"
-        msg = f"{what} `{run_id}` in ledger `{path}`"
+    if not matches:
+        msg = f"no run `{run_id}` in ledger `{path}`"
+        raise LedgerError(msg)
+    if len(matches) > 1:  # name them, so the user can pick one
+        shown = ", ".join(f"`{m}`" for m in matches[:5]) + (", ..." if len(matches) > 5 else "")
+        msg = (
+            f"{len(matches)} runs match `{run_id}` in ledger `{path}`: {shown}; give more of the id"
+        )
         raise LedgerError(msg)
     return matches[0]
 

@@ -526,7 +526,7 @@ def test_show_command_lists_runs_and_one_runs_records(tmp_path, capsys):
 
     with pytest.raises(LedgerError, match="no run `nope`"):
         run_records(led.path, "nope")
-    with pytest.raises(LedgerError, match="2 runs match"):
+    with pytest.raises(LedgerError, match=r"2 runs match .*`20261126T073512Z-3fa9c1`, `2026"):
         run_records(led.path, "20261126T0")
     assert show_command(led.path, "nope") == 1
     assert "no run `nope`" in capsys.readouterr().err
