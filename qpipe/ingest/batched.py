@@ -31,7 +31,7 @@ from qpipe.ingest.quarantine import Failures, QuarantineWriter, quarantine_path
 from qpipe.ingest.read import FileKind, ReadGuard, normalise_names
 from qpipe.ingest.spec import EXAMPLES, PRICES, IngestResult, Names, Spec
 from qpipe.store.arrow import BATCH_ROWS, ArrowStore
-from qpipe.validation.schema import UNIQUE_CHECK, duplicate_mask
+from qpipe.validation.schema import UNIQUE_CHECK, duplicate_mask, has_duplicates
 
 __all__ = ["estimated_rows", "ingest_batched"]
 
@@ -301,9 +301,9 @@ def _check_boundary_duplicates(
     quarantined. Returns whether this batch's last row is a duplicate (quarantined).
     """
     both = batch if carry is None else pl.concat([carry, batch])
-    dup = duplicate_mask(both)
-    if not dup.any():
+    if not has_duplicates(both):  # one aggregate; the mask only when there is something to mark
         return False
+    dup = duplicate_mask(both)
     same = (
         (both.get_column("symbol") == both.get_column("symbol").shift(1))
         & (both.get_column("date") == both.get_column("date").shift(1))

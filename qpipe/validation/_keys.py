@@ -59,6 +59,37 @@ class PriceKeys:
         )
         return cls(keys, False, firsts, dates)
 
+    def has_price(self, asked: pl.DataFrame) -> pl.Series | None:
+        """For each row of ``asked`` (``date``, ``symbol``): is there a price row with that key?
+
+        A binary search for the date in its symbol's run of rows (dates ascending there), a
+        dozen vectorised steps over the asked rows instead of a join over every price key.
+        ``None`` when the keys are not :attr:`ordered` (the caller joins instead).
+        """
+        if not self.ordered:
+            return None
+        runs = self.firsts.select("symbol", "_start", "_end")
+        spans = asked.select("symbol").join(runs, on="symbol", how="left", maintain_order="left")
+        lo = spans.get_column("_start").fill_null(0).to_numpy().copy()
+        end = spans.get_column("_end").fill_null(0).to_numpy()
+        hi = end.copy()
+        target = asked.get_column("date").cast(pl.Int32).fill_null(-(2**31)).to_numpy()
+        date = self.keys.get_column("date")
+        last = max(self.keys.height - 1, 0)
+
+        def day(rows: np.ndarray) -> np.ndarray:
+            picked = date.gather(pl.Series(np.minimum(rows, last), dtype=pl.Int64))
+            return picked.cast(pl.Int32).to_numpy()
+
+        while (open_ := lo < hi).any():  # lower bound of `target` in [lo, hi)
+            mid = (lo + hi) // 2
+            right = open_ & (day(mid) < target)
+            lo = np.where(right, mid + 1, lo)
+            hi = np.where(open_ & ~right, mid, hi)
+        if self.keys.height == 0:
+            return pl.Series("has_price", np.zeros(asked.height, dtype=bool))
+        return pl.Series("has_price", (lo < end) & (day(lo) == target))
+
 
 def distinct_dates(date: pl.Series) -> pl.Series:
     """The distinct dates, by counting day numbers (a few thousand bins) instead of hashing."""

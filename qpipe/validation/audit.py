@@ -210,9 +210,12 @@ def _structural(
         live.filter(early & ~unknown).sort(order), "before_first_price", "weight"
     )
     priced = live.filter(~early)
-    # only the price keys on the weights' dates can match: a small hash table, same result
-    near = facts.keys.join(priced.select("date").unique(), on="date", how="semi")
-    unpriced = priced.join(near, on=order, how="anti")
+    hit = facts.has_price(priced)  # by position in the store's order
+    if hit is not None:
+        unpriced = priced.filter(~hit)
+    else:  # only the price keys on the weights' dates can match: a small hash table
+        near = facts.keys.join(priced.select("date").unique(), on="date", how="semi")
+        unpriced = priced.join(near, on=order, how="anti")
     found["unpriced"] = _rows(unpriced.sort(order), "unpriced", "weight")
 
     fin = w.filter(weight.is_finite())
