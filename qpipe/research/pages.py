@@ -30,6 +30,10 @@ __all__ = [
     "walk_forward_research",
 ]
 
+HALVINGS = (
+    "One point per CSCV halving: the in-sample best trial's per-period Sharpe in sample (x) "
+    "and out of sample (y)."
+)
 NO_FOLDS = (
     "A sweep has no folds: every trial ran on the whole window. Its out-of-sample evidence is "
     "the CSCV halvings above (PBO); `runner.py --sweep ... --walk-forward train=N,test=N` "
@@ -66,7 +70,9 @@ def _judged(values: dict[str, Any] | None, why: str, pbo: Any, why_pbo: str) -> 
     if pbo is None:
         absent.append(("pbo", "Probability of backtest overfitting", f"not computed: {why_pbo}"))
     else:
-        fields.update(lambdas=pbo.lambdas, pbo=pbo.pbo, slope=pbo.slope)
+        fields.update(
+            lambdas=pbo.lambdas, pbo=pbo.pbo, slope=pbo.slope, prob_loss=pbo.prob_oos_loss
+        )
     return {**fields, "absent": tuple(absent)}
 
 
@@ -181,7 +187,7 @@ def sweep_research(stats: Any) -> ResearchPage:
         facts=facts,
         is_oos=None if pbo is None else (pbo.is_sharpe, pbo.oos_sharpe, np.ones(pbo.lambdas.size)),
         tables=(("sweeps", "Sweeps counted in N", _counted(stats.count)),),
-        notes=(("sweeps", NO_FOLDS),),
+        notes=(("sweeps", NO_FOLDS), ("is-oos", HALVINGS)),
         **judged,
     )
 

@@ -5,7 +5,7 @@ them) and returns one self-contained HTML page with the sections that apply:
 
 - **verdict**: the one-line verdict and the DSR with N, SR0, V, PSR(0), T and MinTRL;
 - **IS vs OOS**: in-sample against out-of-sample Sharpe, one point per (fold or split, set),
-  the chosen sets in a second colour; the OLS slope in the note;
+  the chosen sets in a second colour; the OLS slope of those points in the note;
 - **PBO**: the histogram of the CSCV logits λ with the PBO (the share with λ <= 0);
 - **MinTRL**: PSR against SR0 as the track record grows, the 95 % line, and where the actual
   track record and MinTRL lie;
@@ -55,7 +55,8 @@ class ResearchPage:
     is_oos: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     lambdas: np.ndarray | None = None
     pbo: float | None = None
-    slope: float | None = None
+    slope: float | None = None  # PBO: OLS slope of the IS-best trial's OOS on IS Sharpe
+    prob_loss: float | None = None  # PBO: share of halvings where the IS-best trial lost OOS
     psr_curve: tuple[np.ndarray, np.ndarray] | None = None
     tables: Sequence[tuple[str, str, pl.DataFrame]] = field(default_factory=tuple)
     absent: Sequence[tuple[str, str, str]] = ()
@@ -106,6 +107,14 @@ def _scatter(charts: ChartSet, data: tuple[np.ndarray, np.ndarray, np.ndarray]) 
     chart = Chart("chart-is-oos", "Out-of-sample vs in-sample Sharpe", x, series, "num", "num",
                   xlabel="in-sample Sharpe", empty="" if ins.size else "no trials")  # fmt: skip
     return charts.div(chart)
+
+
+def _ols_slope(x: Any, y: Any) -> float | None:
+    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = np.isfinite(xs) & np.isfinite(ys)
+    if np.count_nonzero(ok) < 2 or np.ptp(xs[ok]) == 0:
+        return None
+    return float(np.polyfit(xs[ok], ys[ok], 1)[0])
 
 
 def _lambda_histogram(charts: ChartSet, lambdas: np.ndarray) -> str:
@@ -182,12 +191,17 @@ def research_sections(data: ResearchPage, charts: ChartSet) -> list[Section]:
     if data.stats is not None:
         parts.append(("verdict", "Deflated Sharpe ratio", _stats_section(data), ""))
     if data.is_oos is not None:
-        slope = "" if data.slope is None else f"OLS slope of OOS on IS: {_num(data.slope)}."
-        parts.append(("is-oos", "In-sample vs out-of-sample", _scatter(charts, data.is_oos), slope))
+        slope = _ols_slope(data.is_oos[0], data.is_oos[1])
+        note = "" if slope is None else f"OLS slope of OOS on IS (these points): {_num(slope)}."
+        parts.append(("is-oos", "In-sample vs out-of-sample", _scatter(charts, data.is_oos), note))
     if data.lambdas is not None:
         note = (
             f"PBO = {_num(data.pbo)}: the share of the {data.lambdas.size:,} halvings with λ ≤ 0."
         )
+        if data.slope is not None:
+            note += f" Performance degradation (OLS slope of OOS on IS Sharpe): {_num(data.slope)}."
+        if data.prob_loss is not None:
+            note += f" Probability of an out-of-sample loss: {_num(data.prob_loss)}."
         histogram = _lambda_histogram(charts, data.lambdas)
         parts.append(("pbo", "Probability of backtest overfitting", histogram, note))
     if data.psr_curve is not None:

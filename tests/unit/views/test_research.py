@@ -31,6 +31,7 @@ def test_every_section_with_its_chart():
         lambdas=rng.normal(size=12_870),
         pbo=0.5,
         slope=0.5,
+        prob_loss=0.25,
         psr_curve=(np.arange(2.0, 100.0), np.linspace(0.5, 0.99, 98)),
         tables=(("folds", "Folds", pl.DataFrame({"fold": [0, 1], "is_sharpe": [1.0, None]})),),
     )
@@ -39,6 +40,10 @@ def test_every_section_with_its_chart():
         assert f'<section id="{sid}">' in html
     assert "DSR 0.41 with N = 240 trials: not significant at 95%" in html
     assert "PBO = 0.5" in html and "12,870 halvings" in html and "∞" in html
+    assert "Performance degradation (OLS slope of OOS on IS Sharpe): 0.5." in html
+    assert "Probability of an out-of-sample loss: 0.25." in html
+    slope = np.polyfit(ins, page.is_oos[1], 1)[0]
+    assert f"OLS slope of OOS on IS (these points): {slope:.3g}." in html
     ids = [c["id"] for c in chart_data(html)["charts"]]
     assert ids == ["chart-is-oos", "chart-lambda", "chart-min-trl"]
     assert "<script src=" not in html and '<link rel="stylesheet" href=' not in html
