@@ -123,3 +123,47 @@ def test_cpcv_speed(benchmark, universe):
     benchmark.extra_info["path_sharpes"] = done.result.paths["sharpe"].to_list()
     if best > CPCV_TARGET_S:
         pytest.xfail(f"cpcv 6/2 x 100 sets took {best:.1f}s > 60s target")
+
+
+JUDGE_SIZES = {"1e3": 1_000, "1e4": 10_000}  # below and above PBO_LIMIT (2,000)
+JUDGE_TARGET = {"1e3": 1.0, "1e4": 0.05}  # judgement time / the sweep's own time
+
+
+@pytest.mark.benchmark(group="research")
+@pytest.mark.parametrize("size", list(JUDGE_SIZES))
+def test_sweep_judgement_cost(benchmark, universe, size):
+    """What judging a finished sweep adds (N from the ledger, V, the best trial re-run, the PBO
+    up to 2,000 trials): a sweep of ``size`` trials through ``run_sweep`` (local engine), then
+    the same judgement again, timed alone. Above the PBO limit it must stay within 5 % of the
+    sweep; below it the PBO re-runs every trial once for its daily returns (<= 1x)."""
+    from qpipe.research.sweep_stats import judge_sweep
+    from qpipe.sweep import grid_from_config, run_sweep
+
+    cfg, root, _ = universe
+    n = JUDGE_SIZES[size]
+    skips = list(range(0, 2 * (n // 1_000), 2))
+    axes = [
+        ("strategy.lookback", list(range(42, 252, 21)), "b"),
+        ("allocation.top_n", list(range(1, 101)), "b"),
+        ("strategy.skip", skips, "b"),
+    ]
+    base = cfg.replace(allocation={"max_weight": 1.0})
+    grid = grid_from_config(base, axes)
+    assert grid.n_trials == n
+    out = root / f"judge{size}"
+    t0 = time.perf_counter()
+    result = run_sweep(base, grid, out=out, engine="local", auto_resume=False)
+    wall = time.perf_counter() - t0
+
+    def judge():
+        return judge_sweep(result.sweep_id, out / "audit.jsonl", root / "store")
+
+    stats = benchmark.pedantic(judge, rounds=1, iterations=1)
+    best = record(benchmark, "research", "sweep-judgement", size)
+    ratio = best / (wall - best)
+    benchmark.extra_info.update({"sweep_wall_s": wall, "judgement_s": best, "ratio": ratio,
+                                 "pbo": stats.pbo is not None, "verdict": stats.line})  # fmt: skip
+    assert (stats.pbo is not None) == (n <= 2_000)
+    if ratio > JUDGE_TARGET[size]:
+        pytest.xfail(f"judging a {n:,}-trial sweep took {best:.2f}s = {ratio:.2f}x the sweep "
+                     f"({wall - best:.1f}s) > {JUDGE_TARGET[size]}x")  # fmt: skip
