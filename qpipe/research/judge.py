@@ -46,9 +46,12 @@ class StudyBasis:
     sharpes: np.ndarray  # per-period, of the counted trials that finished
     pbo: Any  # qpipe.stats.PBOResult or None
     why_no_pbo: str = ""
+    why_no_stats: str = ""  # e.g. a counted sweep's chunk file is gone: no DSR, the study goes on
 
     def statistics(self, returns: Any) -> tuple[dict[str, Any] | None, str]:
         """``(values, "")`` -- SR, SR0, DSR, MinTRL..., ``pbo`` -- or ``(None, why)``."""
+        if self.why_no_stats:
+            return None, self.why_no_stats
         try:
             values = trial_statistics(returns, self.sharpes, self.count.n_trials)
         except ResearchError as exc:
@@ -77,11 +80,15 @@ def study_basis(ledger: str | Path, study_id: str, set_returns: np.ndarray) -> S
     own = set_sharpes(set_returns)
     finite = int(np.isfinite(own).sum())
     count = count_study_trials(records(ledger), study_id, n_ok=finite)
-    sharpes = counted_sharpes(count)
+    why_no_stats = ""
+    try:
+        sharpes = counted_sharpes(count)
+    except ResearchError as exc:  # an earlier sweep's files are gone: V cannot be computed
+        sharpes, why_no_stats = np.empty(0), str(exc)
     if any(s.sweep_id == study_id for s in count.sweeps):
         sharpes = np.concatenate([sharpes, own[np.isfinite(own)]])
     t, n = set_returns.shape
     if n < 2 or t < PBO_BLOCKS:
         why = f"the PBO needs >= 2 parameter sets and >= {PBO_BLOCKS} days, got {n} and {t}"
-        return StudyBasis(count, sharpes, None, why)
-    return StudyBasis(count, sharpes, pbo(set_returns, PBO_BLOCKS))
+        return StudyBasis(count, sharpes, None, why, why_no_stats)
+    return StudyBasis(count, sharpes, pbo(set_returns, PBO_BLOCKS), "", why_no_stats)

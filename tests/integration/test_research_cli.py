@@ -55,6 +55,13 @@ def test_cpcv_prints_the_verdict_and_counts_the_sweep_before_it(tmp_path, capsys
     assert code == 0
     (verdict,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("DSR ")]
     assert " with N = 5 trials: " in verdict
+    for chunk in (tmp_path / "sweeps").glob("*/chunks/*"):
+        chunk.unlink()  # the counted sweep's trials can no longer be read: no V, no DSR
+    code = runner_main([*DATA, "--sweep", "strategy.lookback=20,60", "--cpcv", "groups=4,test=2",
+                        "--out", str(tmp_path)])  # fmt: skip
+    assert code == 0  # the study itself is fine
+    lines = capsys.readouterr().out.splitlines()
+    assert [x for x in lines if x.startswith("DSR not computed: sweep chunk file")]
 
 
 def test_cpcv_from_the_research_section(tmp_path, capsys):
