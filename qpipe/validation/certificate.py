@@ -92,9 +92,9 @@ class Certificate:
 
 def _audit_code() -> str:
     """Digest of the audit's own code: a changed check invalidates earlier certificates."""
-    from qpipe.validation import _pit_plan, audit, notes, pit  # local: they import none of this
+    from qpipe.validation import _keys, _pit_plan, audit, notes, pit  # local: no cycle
 
-    return _digest([inspect.getsource(m) for m in (audit, pit, _pit_plan, notes)])
+    return _digest([inspect.getsource(m) for m in (audit, pit, _pit_plan, _keys, notes)])
 
 
 def audit_settings(cfg: Any, *, pit_window: int = 3) -> dict[str, Any]:
