@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ from qpipe.research.walkforward import (
     evaluate_walk_forward,
     param_sets,
     set_config,
+    with_stitched,
 )
 from qpipe.store import DatasetRef, write_ipc_atomic
 from qpipe.strategy import build_strategy
@@ -185,7 +186,9 @@ def run_walk_forward(
         finally:
             if own:
                 grid_eng.close()
-    stats = basis.record(*basis.statistics(oos_returns(run.store.open(run.refs["equity"]))))
+    equity = run.store.open(run.refs["equity"])
+    result = replace(result, folds=with_stitched(result.folds, equity))
+    stats = basis.record(*basis.statistics(oos_returns(equity)))
     finished = p.ResearchFinished(
         method="walk_forward",
         splits_digest=result.splits.digest,
@@ -251,5 +254,7 @@ def _stitched_run(
         engine=engine,
         on_event=on_event,
         argv=argv,
-        report_research=lambda equity: walk_forward_research(result, oos_returns(equity), basis),
+        report_research=lambda equity: walk_forward_research(
+            replace(result, folds=with_stitched(result.folds, equity)), oos_returns(equity), basis
+        ),
     )

@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from qpipe.config import ThreadSafeConfig
+from qpipe.conventions import PERIODS_PER_YEAR
 from qpipe.errors import ResearchError
 from qpipe.research.splits import Splits, check_test_window
 from qpipe.stages.base import Pipeline
@@ -42,6 +45,7 @@ __all__ = [
     "evaluate_walk_forward",
     "param_sets",
     "set_config",
+    "with_stitched",
 ]
 
 WINDOW_KEYS = frozenset({"backtest.start", "backtest.end"})
@@ -75,7 +79,8 @@ class WalkForwardResult:
     """What a walk-forward found; frames are small (folds x sets rows, and the weights).
 
     ``folds``: fold, train_start, train_end, test_start, test_end, set, each parameter,
-    ``is_<metric>``, ``oos_<metric>``. ``trials``: fold, set, ``is_<metric>``,
+    ``is_<metric>``, ``oos_<metric>`` (then ``stitched_return``, ``stitched_sharpe`` once the
+    stitched run exists: :func:`with_stitched`). ``trials``: fold, set, ``is_<metric>``,
     ``oos_<metric>``, is_status, oos_status (every set on every fold). ``weights``: the
     stitched target weights. ``audits``: each fold's Tier 2 report.
     """
@@ -261,3 +266,26 @@ def evaluate_walk_forward(
     )
     weights = pl.concat(parts).sort("date", "symbol")
     return WalkForwardResult(splits, metric, tuple(sets), folds, trials, weights, audits)
+
+
+def with_stitched(folds: pl.DataFrame, equity: pl.DataFrame) -> pl.DataFrame:
+    """``folds`` plus what the stitched curve earned on each test window.
+
+    ``oos_<metric>`` trades the chosen set alone on its test window, from cash; the stitched
+    run enters each window holding the previous fold's book (cash and holdings carry), so the
+    two differ, most in a window's first weeks. ``stitched_return`` (compounded) and
+    ``stitched_sharpe`` (annualised, sample std, null below 2 days or with no spread) are the
+    stitched equity's daily returns on the window's dates: they compound to the whole run.
+    """
+    daily = equity.select("date", pl.col("return").fill_null(0.0))
+    returns, sharpes = [], []
+    for start, end in folds.select("test_start", "test_end").iter_rows():
+        r = daily.filter(pl.col("date").is_between(start, end))["return"].to_numpy()
+        returns.append(float(np.prod(1.0 + r) - 1.0) if r.size else None)
+        sd = float(np.std(r, ddof=1)) if r.size >= 2 else 0.0
+        ok = sd > 0 and math.isfinite(sd)
+        sharpes.append(float(np.mean(r)) / sd * math.sqrt(PERIODS_PER_YEAR) if ok else None)
+    return folds.with_columns(
+        pl.Series("stitched_return", returns, dtype=pl.Float64),
+        pl.Series("stitched_sharpe", sharpes, dtype=pl.Float64),
+    )

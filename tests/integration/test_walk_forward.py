@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 
 import numpy as np
@@ -141,6 +142,25 @@ def test_holdings_carry_across_folds_and_warm_up_comes_from_before_each_window(w
         day0 = equity.filter(pl.col("date") == te.start)
         assert day0["equity"][0] != pytest.approx(cfg.backtest.initial_capital, abs=1e-9)
     assert carried >= 2  # windows that open before their first month end
+
+
+def test_the_folds_say_what_the_stitched_curve_earned_in_each_window(wf):
+    """`oos_sharpe` is the chosen set alone from cash; the stitched columns are the run's own
+    days, so the windows' returns compound to the run's total return (an independent check
+    from metrics.json), and each Sharpe is recomputed here from equity.arrow."""
+    _, done, _, _, _ = wf
+    folds = pl.read_ipc(done.out_dir / "folds.arrow")
+    equity = pl.read_ipc(done.out_dir / "equity.arrow")
+    total = json.loads((done.out_dir / "metrics.json").read_text())["total_return"]
+    assert math.prod(1 + r for r in folds["stitched_return"]) - 1 == pytest.approx(total, rel=1e-9)
+    for row in folds.iter_rows(named=True):
+        r = equity.filter(pl.col("date").is_between(row["test_start"], row["test_end"]))
+        r = r["return"].fill_null(0.0).to_list()
+        mean = sum(r) / len(r)
+        sd = math.sqrt(sum((x - mean) ** 2 for x in r) / (len(r) - 1))
+        assert row["stitched_sharpe"] == pytest.approx(mean / sd * math.sqrt(252), rel=1e-9)
+    page = (done.out_dir / "report.html").read_text(encoding="utf-8")
+    assert "stitched_sharpe" in page
 
 
 def test_run_folder_and_ledger(wf):
