@@ -145,15 +145,18 @@ def _print_walk_forward(done: Any, quiet: bool) -> int:
         return 0
     metric = done.result.metric
     table = Table(title=f"walk-forward {done.research_id}: folds (ranked by {metric})")
-    for col in ("fold", "test window", "chosen set", f"IS {metric}", f"OOS {metric}"):
-        table.add_column(col, justify="right" if "metric" in col or col == "fold" else "left")
+    table.caption = "OOS: the chosen set alone from cash; stitched: the run's own days"
+    columns = ("fold", "test window", "chosen set", f"IS {metric}", f"OOS {metric}", "stitched")
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("test window", "chosen set") else "right")
     keys = [k for k in done.folds.columns if "." in k]
     for row in done.folds.iter_rows(named=True):
         chosen = ", ".join(f"{k}={row[k]}" for k in keys)
         window = f"{row['test_start']} – {row['test_end']}"
         table.add_row(str(row["fold"]), window, chosen,
                       format_metric(metric, row[f"is_{metric}"]),
-                      format_metric(metric, row[f"oos_{metric}"]))  # fmt: skip
+                      format_metric(metric, row[f"oos_{metric}"]),
+                      format_metric("sharpe", row["stitched_sharpe"]))  # fmt: skip
     out_console(wide=True).print(table)
     sharpe = format_metric("sharpe", done.run.metrics.get("sharpe"))
     print(f"out-of-sample {done.result.start} – {done.result.end}: sharpe {sharpe}")
