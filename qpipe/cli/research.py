@@ -1,7 +1,7 @@
 """Out-of-sample research from the command line.
 
-- ``runner.py --sweep ... --walk-forward train=756,test=126[,step=126,anchored=true,purge=N,
-  embargo=N]`` (or ``[research] method = "walk_forward"``): the walk-forward of the grid;
+- ``runner.py --sweep ... --walk-forward train=756,test=126[,anchored=true,purge=N,embargo=N]``
+  (``step`` is accepted but must equal ``test``: the test windows tile) (or ``[research] method = "walk_forward"``): the walk-forward of the grid;
 - ``runner.py --sweep ... --cpcv groups=6,test=2[,purge=N,embargo=N]`` (or ``method = "cpcv"``);
 - ``python -m qpipe stats SWEEP_ID [--trials-from ledger|sweep|N]``: the one-line verdict.
 """
@@ -29,8 +29,9 @@ def add_research_options(p: argparse.ArgumentParser) -> None:
     """``--walk-forward`` and ``--cpcv`` on the runner's parser."""
     p.add_argument(
         "--walk-forward",
-        metavar="train=N,test=N[,step=N,anchored=true,purge=N,embargo=N]",
-        help="walk-forward the --sweep grid (trading days); see docs/research.md",
+        metavar="train=N,test=N[,anchored=true,purge=N,embargo=N]",
+        help="walk-forward the --sweep grid (trading days; test windows tile: step = test); "
+        "see docs/research.md",
     )
     p.add_argument(
         "--cpcv",

@@ -241,7 +241,11 @@ def evaluate_walk_forward(
     """
     params = dict(splits.params)
     if splits.method != "walk_forward" or params["step"] != params["test"]:
-        msg = "a stitched walk-forward needs walk-forward splits with `step` equal to `test`"
+        msg = (
+            f"a stitched walk-forward needs walk-forward splits with `step` equal to `test` "
+            f"({params.get('test')}; got step={params.get('step')}): its test windows must tile "
+            f"the out-of-sample span; `qpipe.research.walk_forward` makes other splits"
+        )
         raise ResearchError(msg)
     sets = param_sets(grid)
     configs = [set_config(cfg, p) for p in sets]
