@@ -15,7 +15,7 @@ the ledger has seen:
 - ``per-step``: ``validation.mode = "per_step"``: the pandera schema after every stage (plus
   both tiers, on a fresh ledger).
 
-The modes take turns, round after round (3 rounds at 1e6, 2 at 1e7), so a change in the shared
+The modes take turns, round after round (3 rounds at each size), so a change in the shared
 machine's load falls on all of them alike; each mode's best round is compared with ``none``'s
 best, in wall time (the target) and in process CPU time (steadier under load, reported beside
 it). Targets: two tiers on a first run <= 1.10x at both sizes, a re-run <= 1.02x; per-step is
@@ -39,7 +39,7 @@ from qpipe.ledger import records
 ROWS_PER_SYMBOL = 2_475  # the built-in universe: 2015-2024 business days, some gaps
 SIZES = [int(float(s)) for s in os.environ.get("QPIPE_BENCH_VALIDATION_ROWS", "1e6,1e7").split(",")]
 MODES = ["none", "two-tier-first", "two-tier-rerun", "per-step"]
-ROUNDS = {1_000_000: 3, 10_000_000: 2}  # interleaved: every mode once per round, in turn
+ROUNDS = {1_000_000: 3, 10_000_000: 3}  # interleaved: every mode once per round, in turn
 CASES = [(r, k, m) for r in SIZES for k in range(ROUNDS.get(r, 3)) for m in MODES]
 TARGETS = {"two-tier-first": 1.10, "two-tier-rerun": 1.02}
 _counter = itertools.count()
