@@ -23,6 +23,9 @@ column whose result depends only on the value (``symbol`` not empty) is evaluate
 of equal values (:attr:`RowCheck.per_value`): a row equal to the row before it has the same
 outcome, so checking the first row of every run checks every distinct value, in any row order;
 sorted by symbol that is one row per symbol (measured in docs/benchmarks.md, "validation").
+Calling a schema's ``validate`` directly therefore names the failing checks but not the failing
+rows (pandera shows the frame's first row as its "failure case"); :func:`validate_prices` and
+:func:`validate_weights` return the failing rows.
 """
 
 from __future__ import annotations
