@@ -1,7 +1,8 @@
 """Out-of-sample research from the command line.
 
 - ``runner.py --sweep ... --walk-forward train=756,test=126[,anchored=true,purge=N,embargo=N]``
-  (``step`` is accepted but must equal ``test``: the test windows tile) (or ``[research] method = "walk_forward"``): the walk-forward of the grid;
+  (or ``[research] method = "walk_forward"``): the walk-forward of the grid (``step`` is
+  accepted but must equal ``test``: the test windows tile);
 - ``runner.py --sweep ... --cpcv groups=6,test=2[,purge=N,embargo=N]`` (or ``method = "cpcv"``);
 - ``python -m qpipe stats SWEEP_ID [--trials-from ledger|sweep|N]``: the one-line verdict.
 """
