@@ -283,9 +283,12 @@ def has_duplicates(frame: pl.DataFrame) -> bool:
     """
     if frame.height < 2:
         return False
-    sym, date = pl.col("symbol"), pl.col("date")
-    again = (date == date.shift()).fill_null(False)
-    return bool(frame.select((sym.filter(again) == sym.shift().filter(again)).any()).item())
+    date = frame.get_column("date")
+    again = (date == date.shift()).fill_null(False).arg_true()  # rows whose date repeats
+    if again.len() == 0:
+        return False
+    symbol = frame.get_column("symbol")
+    return bool((symbol.gather(again) == symbol.gather(again - 1)).any())
 
 
 def duplicate_mask(frame: pl.DataFrame) -> pl.Series:
