@@ -236,11 +236,9 @@ def make_plan(
     }
     price_dates = _days(frames[source] if every_k else by_symbol[source])
     plan = _cut_list(reb, price_dates, cuts, warm_all=warm_all, window=window, every_k=every_k)
-    compared = sorted({d for c in plan for d in c.compared})
     date = pl.col("date")
-    wanted = date.is_in(compared)
-    for c in plan:
-        wanted = wanted | date.is_between(c.all_start, c.date)
+    # a cut's compared dates lie in its window [all_start, cut], so the windows cover them
+    wanted = pl.any_horizontal([date.is_between(c.all_start, c.date) for c in plan])
     names = {n for s in pipeline.steps for n in s.outputs} | {
         n for s in pipeline.steps if s.stage.shard != "symbol" for n in s.inputs
     }
