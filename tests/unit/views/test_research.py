@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 import polars as pl
+import pytest
 
 from qpipe.views.research import ResearchPage, render_research
 
@@ -147,3 +148,25 @@ def test_the_min_trl_chart_marks_the_track_record_and_min_trl():
     x = chart_data(html)["x"][chart["x"]]
     assert [x[i] for i in marks["track record T"]] == [500.0]
     assert [x[i] for i in marks["MinTRL"]] == [900.0]
+
+
+def test_a_scatter_of_every_halving_draws_a_thinned_cloud_and_says_so():
+    """12,870 CSCV halvings: 2,000 points spread over the whole in-sample range are drawn (the
+    page stays small), the extremes are kept, and the slope still uses every point."""
+    from qpipe.views.research import SCATTER_POINTS
+
+    rng = np.random.default_rng(1)
+    ins = rng.normal(size=12_870)
+    oos = -0.3 * ins + rng.normal(size=ins.size)
+    page = ResearchPage(title="t", subtitle="s", facts=[], is_oos=(ins, oos, np.ones(ins.size)))
+    html = render_research(page)
+    data = chart_data(html)
+    chart = next(c for c in data["charts"] if c["id"] == "chart-is-oos")
+    drawn = data["x"][chart["x"]]
+    assert len(drawn) == SCATTER_POINTS
+    assert min(drawn) == pytest.approx(ins.min(), abs=1e-5)
+    assert max(drawn) == pytest.approx(ins.max(), abs=1e-5)
+    assert f"Drawn: {SCATTER_POINTS:,} of the 12,870 points" in html
+    slope = np.polyfit(ins, oos, 1)[0]
+    assert f"OLS slope of OOS on IS (these points): {slope:.3g}." in html
+    assert len(html) < 150_000
