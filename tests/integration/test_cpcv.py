@@ -10,23 +10,12 @@ import polars as pl
 import pytest
 
 from qpipe.backtest import simulate
-from qpipe.config import ThreadSafeConfig
 from qpipe.errors import ResearchError
 from qpipe.ledger import records
 from qpipe.research.cpcv_run import run_cpcv
 from qpipe.research.walkforward import set_config
 from qpipe.strategy import build_strategy
-
-GRID = {"strategy.lookback": [20, 40], "allocation.top_n": [3, 6]}
-
-
-def small_config(tmp) -> ThreadSafeConfig:
-    return ThreadSafeConfig.default().replace(
-        data={"symbols": 20, "start": "2019-01-01", "end": "2020-12-31"},
-        strategy={"lookback": 20, "skip": 2},
-        allocation={"top_n": 3},
-        store={"path": str(tmp / "store")},
-    )
+from tests.integration._research import GRID, small_config
 
 
 @pytest.fixture(scope="module")

@@ -20,19 +20,10 @@ from qpipe.research.walkforward import evaluate_walk_forward, set_config
 from qpipe.stages.base import Pipeline, stage
 from qpipe.store import ArrowStore
 from qpipe.strategy import build_strategy
+from tests.integration._research import GRID, small_config
 from tests.reference_backtest import reference_backtest
 
-GRID = {"strategy.lookback": [20, 40], "allocation.top_n": [3, 6]}
 WINDOWS = {"train": 126, "test": 42}
-
-
-def small_config(tmp) -> ThreadSafeConfig:
-    return ThreadSafeConfig.default().replace(
-        data={"symbols": 20, "start": "2019-01-01", "end": "2020-12-31"},
-        strategy={"lookback": 20, "skip": 2},
-        allocation={"top_n": 3},
-        store={"path": str(tmp / "store")},
-    )
 
 
 @pytest.fixture(scope="module")
